@@ -1,0 +1,1 @@
+"""The geolip command line (typer). Holds no logic the Python API lacks."""

@@ -1,0 +1,64 @@
+"""The ``geolip`` command. Thin: parse, call the Python API, render.
+
+Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 integrity or validation failure.
+Torch is imported only inside commands, so ``geolip --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from geolip.cli import output
+from geolip.cli.codebook import codebook_app
+from geolip.errors import (
+    CodebookFormatError,
+    CodebookIntegrityError,
+    CodebookValidationError,
+    GeolipError,
+)
+
+EXIT_RUNTIME = 1
+EXIT_INTEGRITY = 3
+
+app = typer.Typer(
+    name="geolip",
+    help="Portable projective codebooks: make, verify, align, merge and reuse them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(codebook_app, name="codebook")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from geolip._version import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def exit_code_for(err: BaseException) -> int:
+    """3 for artifacts that fail verification, 1 for every other runtime error."""
+    integrity = (CodebookFormatError, CodebookIntegrityError, CodebookValidationError)
+    return EXIT_INTEGRITY if isinstance(err, integrity) else EXIT_RUNTIME
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except GeolipError as err:
+        output.fail(err, exit_code_for(err))
+    except (OSError, ValueError, RuntimeError) as err:
+        output.fail(err, EXIT_RUNTIME)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

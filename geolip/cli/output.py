@@ -1,0 +1,91 @@
+"""How commands speak: rich tables on stderr-safe consoles, or one JSON document on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+_json_mode = False
+
+
+def set_json_mode(enabled: bool) -> None:
+    """In JSON mode the only thing on stdout is one JSON document, errors included."""
+    global _json_mode
+    _json_mode = enabled
+
+
+def emit(doc: dict[str, Any], title: str) -> None:
+    """Print ``doc`` as JSON (JSON mode) or as a rich table of its flattened fields."""
+    if _json_mode:
+        sys.stdout.write(json.dumps(doc, indent=2, default=_plain) + "\n")
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold cyan")
+    table.add_column("value")
+    for key, value in _flatten(doc):
+        table.add_row(key, _fmt(value))
+    stdout.print(table)
+
+
+def emit_rows(columns: list[str], rows: list[list[Any]], title: str) -> None:
+    """A rich table with headers; never used in JSON mode (the caller puts rows in its doc)."""
+    if _json_mode:
+        return
+    table = Table(title=title, title_justify="left")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(_fmt(v) for v in r))
+    stdout.print(table)
+
+
+def log(message: str) -> None:
+    """Progress and notes: always stderr."""
+    stderr.print(message)
+
+
+def fail(err: BaseException, code: int) -> NoReturn:
+    """Report an error (stderr, plus a JSON document in JSON mode) and exit with ``code``."""
+    stderr.print(f"[bold red]error:[/] {err}", markup=True, soft_wrap=True)
+    if _json_mode:
+        doc: dict[str, Any] = {"error": {"type": type(err).__name__, "message": str(err)}}
+        for attr in ("path", "problem", "report"):
+            if getattr(err, attr, None) is not None:
+                doc["error"][attr] = getattr(err, attr)
+        sys.stdout.write(json.dumps(doc, indent=2, default=_plain) + "\n")
+    sys.exit(code)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.extend(_flatten(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        text = ", ".join(_fmt(v) for v in value[:8])
+        return f"[{text}{', …' if len(value) > 8 else ''}]"
+    return "—" if value is None else str(value)

@@ -1,0 +1,1 @@
+"""Offline, deterministic datasets for tests and demos."""

@@ -1,0 +1,1 @@
+"""Frozen-codebook pipelines: features, classification, OOD, tokenization."""

@@ -1,0 +1,52 @@
+"""Typed errors. Every error that concerns a file names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+class GeolipError(Exception):
+    """Base class of every error geolip raises on purpose."""
+
+
+class CodebookError(GeolipError):
+    """A codebook artifact or operation was refused.
+
+    Attributes:
+        path: the file concerned, or ``None`` for in-memory codebooks.
+        problem: what is wrong, in one sentence.
+    """
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class CodebookNotFoundError(CodebookError, FileNotFoundError):
+    """The artifact path does not exist or holds no codebook."""
+
+
+class CodebookFormatError(CodebookError, ValueError):
+    """The bytes are not a geolip codebook: truncated, malformed, pickled, wrong dtype or shape."""
+
+
+class CodebookVersionError(CodebookFormatError):
+    """The artifact's format version is not one this library reads."""
+
+
+class CodebookValidationError(CodebookError, ValueError):
+    """The tensors parse but break an invariant: non-finite, non-unit or non-canonical axes."""
+
+
+class CodebookIntegrityError(CodebookError):
+    """Stored and recomputed hashes disagree: the artifact was altered after it was written."""
+
+
+class IncompatibleCodebooksError(CodebookError, ValueError):
+    """Two codebooks cannot be combined; ``report`` says why, field by field."""
+
+    def __init__(self, problem: str, report: dict[str, Any]) -> None:
+        self.report = report
+        super().__init__(problem)

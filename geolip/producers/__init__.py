@@ -1,0 +1,1 @@
+"""Producers: models that emit codebooks (sphere-solvers and successors)."""
