@@ -1,0 +1,181 @@
+"""The i.i.d. null model of codebook statistics (spec §B.4, H.19).
+
+Random rows reproduce the codebook statistics upstream reports, so geolip never prints one
+without its null distribution. Two kinds of null:
+
+- ``"rows"``: V i.i.d. N(0, I_D) rows → :func:`antipodal_collapse` → statistics, the null of a
+  codebook *extracted* from V rows;
+- ``"axes"``: K i.i.d. uniform axes, no collapse, the null of a codebook given as K axes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+import numpy as np
+import torch
+
+from geolip.solvers.projective import CLEAN_TOLERANCE, antipodal_collapse, deviation
+
+NullKind = Literal["rows", "axes"]
+STATISTICS = ("pairs", "axes", "deviation")
+
+
+@dataclass(frozen=True, eq=False)
+class NullDistribution:
+    """Null distribution of codebook statistics over independent trials.
+
+    Instances are cached and shared, so the arrays are read-only.
+
+    Attributes:
+        kind: ``"rows"`` (V rows collapsed) or ``"axes"`` (K axes as given).
+        n: V for ``"rows"``, K for ``"axes"``.
+        dim: D.
+        threshold: antipodal threshold of the collapse; ``None`` for ``"axes"``.
+        seed: seed of the generator that drew every trial.
+        pairs: (n_trials,) float64 antipodal pairs merged per trial (0 for ``"axes"``).
+        axes: (n_trials,) float64 axes per trial (n for ``"axes"``).
+        deviation: (n_trials,) float64 mean projective angle minus the exact uniform baseline.
+    """
+
+    kind: NullKind
+    n: int
+    dim: int
+    threshold: float | None
+    seed: int
+    pairs: np.ndarray
+    axes: np.ndarray
+    deviation: np.ndarray
+
+    @property
+    def n_trials(self) -> int:
+        return int(self.deviation.shape[0])
+
+    @property
+    def clean_fraction(self) -> float:
+        """Share of trials with |deviation| < CLEAN_TOLERANCE (projective-clean)."""
+        return float(np.mean(np.abs(self.deviation) < CLEAN_TOLERANCE))
+
+    def summary(self) -> dict:
+        """JSON-serialisable summary: mean, sd (unbiased), p5 and p95 of each statistic."""
+        out: dict = {
+            "kind": self.kind,
+            "n": self.n,
+            "dim": self.dim,
+            "threshold": self.threshold,
+            "seed": self.seed,
+            "n_trials": self.n_trials,
+            "clean_fraction": self.clean_fraction,
+        }
+        for name in STATISTICS:
+            values = getattr(self, name)
+            p5, p95 = np.percentile(values, [5, 95])
+            out[name] = {
+                "mean": float(values.mean()),
+                "sd": float(values.std(ddof=1)),
+                "p5": float(p5),
+                "p95": float(p95),
+            }
+        return out
+
+    def percentile(self, value: float, statistic: str = "deviation") -> float:
+        """Mid-rank percentile of ``value`` in the null, in [0, 100].
+
+        100 · (#{null < value} + ½ #{null = value}) / n_trials: 0 below the null's minimum,
+        100 above its maximum, 50 at the median of an odd-sized symmetric sample.
+        """
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
+        if math.isnan(value):
+            raise ValueError("cannot place NaN in a null distribution")
+        values = getattr(self, statistic)
+        below = np.count_nonzero(values < value)
+        ties = np.count_nonzero(values == value)
+        return 100.0 * (below + 0.5 * ties) / self.n_trials
+
+
+def _trial(
+    n: int, dim: int, kind: NullKind, threshold: float | None, gen: torch.Generator
+) -> tuple[int, int, float]:
+    """One draw of the null → (pairs, axes, deviation)."""
+    rows = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    if kind == "axes":
+        return 0, n, deviation(rows)
+    collapse = antipodal_collapse(rows, threshold)
+    return collapse.n_pairs, collapse.n_axes, deviation(collapse.axes)
+
+
+@contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """Run torch's CPU ops on one intra-op thread inside the block, then restore the setting.
+
+    A trial is hundreds of tiny ops, and torch parallelises some of them anyway (the row-wise
+    min of a 32×32 cosine matrix in the collapse). When another process holds a core, each such
+    op waits for a time slice: 300 trials at V=32, D=4 went from 0.1 s to 4 s on a 2-core machine
+    with one busy core, and stay at 0.1 s on one thread.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@cache
+def _null_codebook_stats(
+    n: int, dim: int, n_trials: int, kind: NullKind, threshold: float | None, seed: int
+) -> NullDistribution:
+    gen = torch.Generator().manual_seed(seed)
+    with _one_intra_op_thread():
+        trials = [_trial(n, dim, kind, threshold, gen) for _ in range(n_trials)]
+    columns = np.array(trials, dtype=np.float64).T
+    pairs, axes, dev = (np.ascontiguousarray(column) for column in columns)
+    for array in (pairs, axes, dev):
+        array.setflags(write=False)
+    return NullDistribution(kind, n, dim, threshold, seed, pairs, axes, dev)
+
+
+def null_codebook_stats(
+    n: int,
+    dim: int,
+    n_trials: int = 300,
+    kind: NullKind = "rows",
+    threshold: float = -0.9,
+    seed: int = 0,
+) -> NullDistribution:
+    """Null distribution of pairs, axes and deviation for a codebook of ``n`` rows or axes in R^dim.
+
+    Every trial is drawn from one ``torch.Generator`` seeded with ``seed``, so the result is
+    deterministic; it is cached, and the same arguments return the same object.
+
+    Args:
+        n: V rows for ``kind="rows"`` (≥ 3, so at least 2 axes survive), K axes for
+            ``kind="axes"`` (≥ 2).
+        dim: D ≥ 2.
+        n_trials: number of independent trials (≥ 2).
+        kind: ``"rows"`` (collapse V Gaussian rows) or ``"axes"`` (K uniform axes as given).
+        threshold: antipodal cosine threshold of the collapse; ignored for ``"axes"``.
+        seed: generator seed.
+    """
+    if kind not in ("rows", "axes"):
+        raise ValueError(f"kind must be 'rows' or 'axes', got {kind!r}")
+    min_n = 3 if kind == "rows" else 2
+    if n < min_n:
+        raise ValueError(f"a {kind!r} null needs n >= {min_n}, got {n}")
+    if dim < 2:
+        raise ValueError(f"a projective null needs dim >= 2, got {dim}")
+    if n_trials < 2:
+        raise ValueError(f"n_trials must be >= 2, got {n_trials}")
+    key_threshold = float(threshold) if kind == "rows" else None
+    return _null_codebook_stats(int(n), int(dim), int(n_trials), kind, key_threshold, int(seed))
+
+
+def null_percentile(observed_deviation: float, null: NullDistribution) -> float:
+    """Mid-rank percentile of an observed deviation in ``null``, as NullDistribution.percentile."""
+    return null.percentile(observed_deviation)
