@@ -111,3 +111,12 @@ class CodebookMeta(_Model):
             ensure_ascii=True,
             allow_nan=False,
         )
+
+
+def meta_json_schema() -> str:
+    """The JSON Schema of :class:`CodebookMeta`, as committed in docs/codebook_meta.schema.json."""
+    return json.dumps(CodebookMeta.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(meta_json_schema(), end="")
