@@ -162,7 +162,7 @@ def diff(
         d.codebook.save(out)
         output.log(f"wrote {out}")
     if not json_out:
-        rows = [[i, g] for i, g in zip(d.indices.tolist(), d.angles_deg.tolist())]
+        rows = [[i, g] for i, g in zip(d.indices.tolist(), d.angles_deg.tolist(), strict=True)]
         output.emit_rows(["index", "nearest angle (deg)"], rows, f"{len(d)} axes without a partner")
         return
     doc = {
@@ -211,7 +211,9 @@ def align(
     moving: Path = typer.Argument(..., help="Codebook to align onto REFERENCE."),
     out: Path | None = typer.Option(None, "--out", help="Write MOVING rotated into the frame."),
     proper: bool = typer.Option(False, "--proper", help="Rotations only (SO(D)), no reflections."),
-    null_trials: int = typer.Option(16, "--null-trials", min=0, help="Random pairs for the z-score."),
+    null_trials: int = typer.Option(
+        16, "--null-trials", min=0, help="Random pairs for the z-score."
+    ),
     seed: int = typer.Option(0, "--seed"),
     json_out: bool = JSON,
 ) -> None:

@@ -135,7 +135,7 @@ def merge(
         name=name or f"{a.name}+{b.name}",
         stats=_shared_stats(a, b, picked),
         tol_deg=tol_deg,
-        added=int(len(picked)),
+        added=len(picked),
         **summary,
     )
     return out if producer_match else out.with_meta(producer=None)

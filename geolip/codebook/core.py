@@ -15,7 +15,7 @@ from geolip.codebook.algebra import CodebookDiff
 from geolip.codebook.quality import assess_quality
 from geolip.codebook.schema import FORMAT_VERSION, CodebookMeta, QualityReport
 from geolip.errors import CodebookValidationError
-from geolip.solvers.procrustes import ProjectiveAlignment, align_projective
+from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.projective import canonical_sign
 
 _KEEP_NORM_TOLERANCE = 1e-6
@@ -50,7 +50,7 @@ def canonicalize_axes(axes: Any) -> torch.Tensor:
         zero = (norms.flatten() == 0).nonzero().flatten()[:8].tolist()
         raise CodebookValidationError(f"axes {zero} are zero vectors, which have no direction")
     x32 = x.float()
-    keep = ((x32.double().norm(dim=1, keepdim=True) - 1).abs() <= _KEEP_NORM_TOLERANCE)
+    keep = (x32.double().norm(dim=1, keepdim=True) - 1).abs() <= _KEEP_NORM_TOLERANCE
     unit = torch.where(keep, x32, (x64 / norms).float())
     return canonical_sign(unit)
 
@@ -59,7 +59,9 @@ def _canonical_stats(stats: Mapping[str, Any] | None, k: int) -> dict[str, torch
     out: dict[str, torch.Tensor] = {}
     for name, value in (stats or {}).items():
         if name == "axes" or not name or not set(name) <= _STAT_NAME_CHARS or name[0].isdigit():
-            raise CodebookValidationError(f"stat name {name!r} must be [a-z_][a-z0-9_]* and not 'axes'")
+            raise CodebookValidationError(
+                f"stat name {name!r} must be [a-z_][a-z0-9_]* and not 'axes'"
+            )
         t = torch.as_tensor(value).detach().cpu().float().flatten() + 0.0
         if t.shape != (k,):
             raise CodebookValidationError(f"stat {name!r} has {t.numel()} values, expected K={k}")
@@ -286,4 +288,3 @@ class Codebook:
     def assess(self, null_trials: int = 300, seed: int = 0) -> QualityReport:
         """Quality statistics beside the exact baseline and the i.i.d. null (spec §B.2-B.4)."""
         return assess_quality(self, null_trials=null_trials, seed=seed)
-

@@ -30,7 +30,7 @@ from geolip.errors import (
     CodebookValidationError,
     CodebookVersionError,
 )
-from geolip.solvers.projective import canonical_sign
+from geolip.solvers.projective import non_canonical_rows
 
 TENSOR_FILE = "codebook.safetensors"
 META_FILE = "codebook.json"
@@ -66,8 +66,10 @@ def codebook_id(axes: torch.Tensor, stats: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _le_bytes(t: torch.Tensor) -> bytes:
-    return t.detach().cpu().contiguous().numpy().astype("<f4", copy=False).tobytes()
+def _le_bytes(t: torch.Tensor) -> memoryview:
+    """Little-endian float32 bytes of a tensor, without a copy on little-endian machines."""
+    array = t.detach().cpu().contiguous().numpy().astype("<f4", copy=False)
+    return memoryview(array).cast("B")
 
 
 def serialize(
@@ -85,7 +87,7 @@ def serialize(
             "meta_sha256": hashlib.sha256(meta_json.encode()).hexdigest(),
         }
     }
-    blobs: list[bytes] = []
+    blobs: list[memoryview] = []
     offset = 0
     for name in sorted(tensors):
         blob = _le_bytes(tensors[name])
@@ -243,7 +245,9 @@ def _check_tensor_entries(header: dict, data_len: int, tp: Path) -> list[str]:
     k = header["axes"]["shape"][0]
     for name in names:
         if name != "axes" and header[name]["shape"] != [k]:
-            raise CodebookFormatError(f"stat {name!r} has shape {header[name]['shape']}, not [{k}]", tp)
+            raise CodebookFormatError(
+                f"stat {name!r} has shape {header[name]['shape']}, not [{k}]", tp
+            )
     return names
 
 
@@ -253,17 +257,18 @@ def check_axes(
     """Raise :class:`CodebookValidationError` unless axes are finite, unit and sign-canonical."""
     if axes.ndim != 2 or axes.shape[0] < 1 or axes.shape[1] < 2:
         raise CodebookValidationError(f"axes must be (K>=1, D>=2), got {tuple(axes.shape)}", where)
-    bad = (~torch.isfinite(axes)).any(dim=1).nonzero().flatten()
+    # a NaN or Inf anywhere in a row makes its norm non-finite, so one pass checks both
+    norms = torch.linalg.vector_norm(axes, dim=1)
+    bad = (~torch.isfinite(norms)).nonzero().flatten()
     if len(bad):
         raise CodebookValidationError(f"axes {bad[:8].tolist()} contain NaN or Inf", where)
-    norms = axes.double().norm(dim=1)
     off = ((norms - 1).abs() > UNIT_TOLERANCE).nonzero().flatten()
     if len(off):
         i = int(off[0])
         raise CodebookValidationError(
             f"{len(off)} axes are not unit (axis {i} has norm {norms[i].item():.7g})", where
         )
-    flipped = (canonical_sign(axes) != axes).any(dim=1).nonzero().flatten()
+    flipped = non_canonical_rows(axes)
     if len(flipped):
         raise CodebookValidationError(f"axes {flipped[:8].tolist()} are not sign-canonical", where)
     for name, t in stats.items():
@@ -303,9 +308,9 @@ def write_artifact(path: str | Path, payload: bytes, sidecar: str) -> Path:
         _atomic_write(target, payload)
         _atomic_write(target.with_suffix(".json"), sidecar.encode())
         return target
-    if target.exists() and not (target / TENSOR_FILE).exists():
-        if not target.is_dir() or any(target.iterdir()):
-            raise CodebookFormatError("exists and is not a codebook artifact; not overwriting", target)
+    foreign = not target.is_dir() or any(target.iterdir()) if target.exists() else False
+    if foreign and not (target / TENSOR_FILE).exists():
+        raise CodebookFormatError("exists and is not a codebook artifact; not overwriting", target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:

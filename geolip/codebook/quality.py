@@ -46,8 +46,12 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
     if ext is not None:
         report = statute(dev, n_pairs=ext.n_pairs, n_axes=cb.size, n_rows=ext.n_rows)
         null = null_codebook_stats(
-            ext.n_rows, cb.dim, n_trials=null_trials, kind="rows",
-            threshold=ext.pair_threshold, seed=seed,
+            ext.n_rows,
+            cb.dim,
+            n_trials=null_trials,
+            kind="rows",
+            threshold=ext.pair_threshold,
+            seed=seed,
         )
     else:
         report = statute(dev)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Literal
 
 import torch
@@ -41,6 +41,22 @@ def canonical_sign(x: torch.Tensor, eps: float = SIGN_EPS) -> torch.Tensor:
     lead = torch.gather(x, -1, first)
     flip = (lead < 0) & significant.any(dim=-1, keepdim=True)
     return torch.where(flip, -x, x) + 0.0
+
+
+def non_canonical_rows(x: torch.Tensor, eps: float = SIGN_EPS) -> torch.Tensor:
+    """Indices of the rows of (K, D) ``x`` that :func:`canonical_sign` would change.
+
+    Same rule, cheaper: rows whose first coordinate is significant are settled by that
+    column alone; only the rest go through the general search. Negative zeros count.
+    """
+    head = x[:, 0]
+    settled = head.abs() > eps
+    bad = (settled & (head < 0)) | (torch.signbit(x) & (x == 0)).any(dim=1)
+    rest = (~settled).nonzero().flatten()
+    if len(rest):
+        sub = x[rest]
+        bad[rest] |= (canonical_sign(sub, eps) != sub).any(dim=1)
+    return bad.nonzero().flatten()
 
 
 def projective_cos(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,7 +107,7 @@ def mean_projective_angle(
     return torch.arccos(cos).mean().item(), f"sampled:{max_pairs}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def uniform_rp_baseline(dim: int) -> float:
     """Exact mean projective angle of two independent uniform axes in RP^(dim-1).
 
@@ -107,7 +123,7 @@ def uniform_rp_baseline(dim: int) -> float:
     return num / den
 
 
-@lru_cache(maxsize=None)
+@cache
 def monte_carlo_rp_baseline(dim: int, n_points: int = 4096, seed: int = 0) -> float:
     """The upstream Monte-Carlo baseline: mean projective angle of ``n_points`` Gaussian rows.
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import dims, random_rotation, random_rows, seeds, sizes
+from strategies import dims, gen, random_orthogonal, random_rows, seeds, sizes
 
 from geolip import Codebook, CodebookValidationError
 from geolip.codebook import canonicalize_axes
@@ -59,7 +59,7 @@ def test_id_depends_on_axes_and_stats_not_on_name() -> None:
 @given(k=st.integers(2, 30), d=st.integers(2, 10), seed=seeds)
 def test_activations_are_equivariant_under_rotation(k: int, d: int, seed: int) -> None:
     cb = Codebook.from_axes(random_rows(k, d, seed))
-    r = random_rotation(d, seed + 1, proper=False)
+    r = random_orthogonal(d, gen(seed + 1), -1.0)
     rows = random_rows(11, d, seed + 2)
     before = cb.activations(rows)
     after = cb.rotate(r).activations(rows @ r.T)
@@ -116,11 +116,13 @@ def test_rotate_refuses_non_orthogonal_and_records_lineage() -> None:
     cb = Codebook.from_axes(random_rows(8, 3, 0))
     with pytest.raises(ValueError, match="orthogonal"):
         cb.rotate(torch.eye(3) * 2)
-    r = random_rotation(3, 1)
+    r = random_orthogonal(3, gen(1), 1.0)
     rotated = cb.rotate(r)
     assert rotated.meta.lineage.operation == "rotate"
     assert rotated.meta.lineage.parents == [cb.id]
-    assert torch.allclose(rotated.axes.double().abs(), canonicalize_axes(cb.axes.double() @ r.T).double().abs())
+    assert torch.allclose(
+        rotated.axes.double().abs(), canonicalize_axes(cb.axes.double() @ r.T).double().abs()
+    )
 
 
 def test_stats_validation() -> None:

@@ -51,12 +51,16 @@ def test_golden_bytes(tmp_path: Path) -> None:
     assert written == pinned, "format bytes changed: that is a new format version"
     assert (tmp_path / "cb" / io.META_FILE).read_text() == (GOLDEN / io.META_FILE).read_text()
     loaded = Codebook.load(GOLDEN)
-    assert loaded.id == cb.id == hashlib.sha256(
-        b"geolip.codebook\0v1\0D=3\0K=3\0"
-        + loaded.axes.numpy().astype("<f4").tobytes()
-        + b"\0usage\0"
-        + torch.tensor([3.0, 1.0, 0.0]).numpy().astype("<f4").tobytes()
-    ).hexdigest()
+    assert (
+        loaded.id
+        == cb.id
+        == hashlib.sha256(
+            b"geolip.codebook\0v1\0D=3\0K=3\0"
+            + loaded.axes.numpy().astype("<f4").tobytes()
+            + b"\0usage\0"
+            + torch.tensor([3.0, 1.0, 0.0]).numpy().astype("<f4").tobytes()
+        ).hexdigest()
+    )
     # the header is plain safetensors: sorted keys, 8-byte aligned, F32 little-endian tensors
     (n,) = struct.unpack("<Q", pinned[:8])
     header = json.loads(pinned[8 : 8 + n])
@@ -155,18 +159,27 @@ def _with_axes(axes: torch.Tensor, dtype: str = "F32") -> bytes:
         (
             lambda: _rewrite(
                 _valid_bytes(),
-                lambda h: h["__metadata__"].update(meta=h["__metadata__"]["meta"].replace("golden", "GOLDEN", 1)),
+                lambda h: h["__metadata__"].update(
+                    meta=h["__metadata__"]["meta"].replace("golden", "GOLDEN", 1)
+                ),
             ),
             CodebookIntegrityError,
             "meta",
         ),
         (
-            lambda: _with_axes(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64), "F64"),
+            lambda: _with_axes(
+                torch.tensor(
+                    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+                ),
+                "F64",
+            ),
             CodebookFormatError,
             "dtype 'F64'",
         ),
         (
-            lambda: _with_axes(torch.tensor([[1.0, 0.0, 0.0], [float("nan"), 1.0, 0.0], [0.0, 0.0, 1.0]])),
+            lambda: _with_axes(
+                torch.tensor([[1.0, 0.0, 0.0], [float("nan"), 1.0, 0.0], [0.0, 0.0, 1.0]])
+            ),
             CodebookValidationError,
             "NaN",
         ),
@@ -182,9 +195,22 @@ def _with_axes(axes: torch.Tensor, dtype: str = "F32") -> bytes:
         ),
     ],
     ids=[
-        "header-length-cut", "header-cut", "data-cut", "trailing", "oversized-header",
-        "pickle", "torch-zip", "not-json", "format-tag", "newer-version", "tampered-id",
-        "tampered-meta", "wrong-dtype", "nan", "non-unit", "non-canonical",
+        "header-length-cut",
+        "header-cut",
+        "data-cut",
+        "trailing",
+        "oversized-header",
+        "pickle",
+        "torch-zip",
+        "not-json",
+        "format-tag",
+        "newer-version",
+        "tampered-id",
+        "tampered-meta",
+        "wrong-dtype",
+        "nan",
+        "non-unit",
+        "non-canonical",
     ],
 )
 def test_bad_files_are_refused_with_typed_error_naming_the_file(
@@ -250,7 +276,9 @@ def _explode_on_second_write(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(io, "_write_synced", flaky)
 
 
-def test_failed_write_leaves_no_partial_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_partial_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _explode_on_second_write(monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         golden_codebook().save(tmp_path / "cb")
@@ -258,7 +286,9 @@ def test_failed_write_leaves_no_partial_artifact(tmp_path: Path, monkeypatch: py
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_overwrite_keeps_the_old_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_overwrite_keeps_the_old_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = Codebook.from_axes(random_rows(4, 3, 0))
     old.save(tmp_path / "cb")
     before = {p.name: p.read_bytes() for p in (tmp_path / "cb").iterdir()}
