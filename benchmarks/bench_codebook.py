@@ -1,8 +1,8 @@
 """Codebook benchmarks: verified load, projective alignment, CLI start-up.
 
 Each line times geolip against a named baseline in the same run and reports the ratio:
-- load of a K=65,536, D=64 artifact with full verification (hashes, norms, signs) vs a bare
-  ``safetensors.torch.load_file`` of the same file (no checks);
+- load of a K=65,536, D=64 artifact with full verification (hashes, norms, signs) vs reading
+  the same file and deserialising it with ``safetensors.torch.load`` (no checks);
 - projective alignment of K=1,024, D=64 with unknown permutation, signs and rotation vs
   ``scipy.linalg.orthogonal_procrustes`` given the true pairs and signs;
 - ``geolip --help`` vs a bare ``python -c pass`` interpreter start.
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_bytes
 from scipy.linalg import orthogonal_procrustes
 from timing import median_seconds, write_section
 
@@ -32,20 +32,25 @@ def _rotation(d: int, seed: int) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
+def _goal(seconds: float, limit: float) -> str:
+    verdict = "met" if seconds < limit else f"MISSED by {seconds / limit:.2f}×"
+    return f"< {limit * 1e3:.0f} ms: {verdict}"
+
+
 def bench_load(repeats: int) -> list[str]:
     g = torch.Generator().manual_seed(0)
     cb = Codebook.from_axes(torch.randn(65_536, 64, generator=g))
     with tempfile.TemporaryDirectory() as tmp:
         path = cb.save(Path(tmp) / "big")
         ours = median_seconds(lambda: Codebook.load(path), repeats)
-        base = median_seconds(lambda: load_file(path), repeats)
+        base = median_seconds(lambda: load_bytes(path.read_bytes()), repeats)
     return [
         "load K=65,536 D=64 (verified)",
         f"{ours * 1e3:.1f} ms",
-        "safetensors load_file",
+        "read + safetensors load, no checks",
         f"{base * 1e3:.1f} ms",
         f"{ours / base:.2f}×",
-        "< 50 ms",
+        _goal(ours, 0.050),
     ]
 
 
@@ -58,7 +63,8 @@ def bench_align(repeats: int) -> list[str]:
     moved = (a.axes.double() @ r.T)[perm] * signs
     b = Codebook.from_axes(moved)
     res = a.align(b, null_trials=0)
-    err = torch.linalg.matrix_norm(res.rotation - r).item()
+    # R and -R act identically on RP^(D-1): the error is to the nearer of the two
+    err = min(torch.linalg.matrix_norm(res.rotation - s * r).item() for s in (1, -1))
     ours = median_seconds(lambda: a.align(b, null_trials=0), repeats)
     src = a.axes.double().numpy()
     inv = torch.argsort(perm)
@@ -73,7 +79,7 @@ def bench_align(repeats: int) -> list[str]:
         "scipy orthogonal_procrustes, true pairs",
         f"{base * 1e3:.2f} ms",
         f"{ours / base:.1f}×",
-        "< 100 ms",
+        _goal(ours, 0.100),
     ]
 
 
@@ -89,7 +95,7 @@ def bench_help(repeats: int) -> list[str]:
         "`python -c pass`",
         f"{base * 1e3:.0f} ms",
         f"{ours / base:.1f}×",
-        "< 500 ms",
+        _goal(ours, 0.500),
     ]
 
 
