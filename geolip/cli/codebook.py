@@ -19,6 +19,7 @@ codebook_app = typer.Typer(
 JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 NULL_TRIALS = typer.Option(300, "--null-trials", min=10, help="Trials of the i.i.d. null model.")
 TOL = typer.Option(5.0, "--tol-deg", min=0.0, help="Projective angle (deg) that counts as equal.")
+NULL_SEED_SALT = 0x6E756C6C
 NO_ALIGN = typer.Option(False, "--no-align", help="Assume both codebooks share one frame.")
 
 
@@ -64,18 +65,14 @@ def random(
 ) -> None:
     """Write an i.i.d. null codebook: K uniform random axes of R^D."""
     output.set_json_mode(json_out)
-    import torch
+    from geolip.codebook import Codebook
 
-    from geolip.codebook import Codebook, Lineage
-
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(k, d, generator=gen, dtype=torch.float64)
-    lineage = Lineage(operation="random", parameters={"k": k, "d": d, "seed": seed})
-    cb = Codebook.from_axes(rows, name=name or f"random-K{k}-D{d}-s{seed}", lineage=lineage)
-    cb = cb.with_meta(quality=cb.assess(null_trials=null_trials, seed=seed))
+    cb = Codebook.random(k, d, seed=seed, name=name or None)
+    # the null must not replay the codebook's own random stream
+    cb = cb.with_meta(quality=cb.assess(null_trials=null_trials, seed=seed ^ NULL_SEED_SALT))
     written = cb.save(out)
     output.log(f"wrote {written}")
-    output.emit(summary(cb, path=out), f"codebook {cb.id[:12]}")
+    output.emit_summary(summary(cb, path=out))
 
 
 @codebook_app.command()
@@ -87,7 +84,7 @@ def info(
     """Identity, format, quality beside its null model, and lineage of a codebook."""
     output.set_json_mode(json_out)
     cb = _load(path)
-    output.emit(summary(cb, null_trials, path), f"codebook {cb.id[:12]}")
+    output.emit_summary(summary(cb, null_trials, path))
 
 
 @codebook_app.command()

@@ -34,6 +34,69 @@ def emit(doc: dict[str, Any], title: str) -> None:
     stdout.print(table)
 
 
+def emit_summary(doc: dict[str, Any]) -> None:
+    """A codebook summary: identity, then every statistic beside its baseline and null."""
+    if _json_mode:
+        emit(doc, "codebook")
+        return
+    ident = {k: doc[k] for k in ("id", "name", "path", "dim", "size", "format_version")}
+    emit(
+        {**ident, "created": f"{doc['created_at']} by geolip {doc['geolip_version']}"},
+        f"codebook {doc['id'][:12]}",
+    )
+    q = doc["quality"]
+    if q is not None:
+        emit_rows(
+            ["statistic", "observed", "baseline / null", "reading"],
+            quality_rows(q),
+            f"quality ({doc['quality_source']}; null: {q['null']['kind']}, "
+            f"{q['null']['n_trials']} trials)",
+        )
+    emit({k: doc[k] for k in ("lineage", "producer", "extraction", "stats")}, "provenance")
+
+
+def quality_rows(q: dict[str, Any]) -> list[list[str]]:
+    """Rows of the quality table; each statistic is printed with its reference."""
+    n = q["null"]
+    rows = [
+        [
+            "mean projective angle (rad)",
+            f"{q['mean_projective_angle']:.4f}",
+            f"uniform {q['uniform_baseline']:.4f} exact, {q['uniform_baseline_mc']:.4f} MC",
+            q["mean_angle_method"],
+        ],
+        [
+            "deviation (rad)",
+            f"{q['deviation']:+.4f}",
+            f"null {n['deviation_mean']:+.4f} ± {n['deviation_sd']:.4f} "
+            f"(p5 {n['deviation_p5']:+.4f}, p95 {n['deviation_p95']:+.4f})",
+            f"percentile {n['percentile']:.1f} of the null",
+        ],
+        [
+            "statute",
+            q["statute"],
+            f"null clean fraction {n['clean_fraction']:.0%}",
+            "projective-clean" if q["clean"] else "not clean",
+        ],
+        [
+            "effective rank",
+            f"{q['effective_rank']:.3f}",
+            f"null {q['effective_rank_null_mean']:.3f}",
+            "",
+        ],
+    ]
+    if n["pairs_mean"] is not None:
+        rows.append(
+            [
+                "pair fraction",
+                f"{q['pair_fraction']:.3f} of axes, {q['pair_fraction_rows']:.3f} of rows",
+                f"null pairs {n['pairs_mean']:.2f}",
+                f"pairs percentile {n['pairs_percentile']:.1f}",
+            ]
+        )
+    return rows
+
+
 def emit_rows(columns: list[str], rows: list[list[Any]], title: str) -> None:
     """A rich table with headers; never used in JSON mode (the caller puts rows in its doc)."""
     if _json_mode:

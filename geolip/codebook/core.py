@@ -13,7 +13,7 @@ from geolip._version import __version__
 from geolip.codebook import algebra, io
 from geolip.codebook.algebra import CodebookDiff
 from geolip.codebook.quality import assess_quality
-from geolip.codebook.schema import FORMAT_VERSION, CodebookMeta, QualityReport
+from geolip.codebook.schema import FORMAT_VERSION, CodebookMeta, Lineage, QualityReport
 from geolip.errors import CodebookValidationError
 from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.projective import canonical_sign
@@ -119,6 +119,15 @@ class Codebook:
             **meta,
         )
         return cls(a, s, m, io.codebook_id(a, s))
+
+    @classmethod
+    def random(cls, size: int, dim: int, seed: int = 0, name: str | None = None) -> Codebook:
+        """An i.i.d. null codebook: ``size`` uniform random axes of R^``dim`` (Gaussian rows,
+        float64, from ``torch.Generator().manual_seed(seed)``); lineage ``random``."""
+        gen = torch.Generator().manual_seed(seed)
+        rows = torch.randn(size, dim, generator=gen, dtype=torch.float64)
+        lineage = Lineage(operation="random", parameters={"k": size, "d": dim, "seed": seed})
+        return cls.from_axes(rows, name=name or f"random-K{size}-D{dim}-s{seed}", lineage=lineage)
 
     @classmethod
     def load(cls, path: str | Path) -> Codebook:

@@ -98,7 +98,7 @@ def test_info_table_mode_prints_a_table(tmp_path: Path, capsys, monkeypatch) -> 
         ["codebook", "info", str(tmp_path / "cb"), "--null-trials", "20"], capsys, monkeypatch
     )
     assert code == 0
-    assert "quality.deviation" in out and "quality.null.percentile" in out
+    assert "deviation (rad)" in out and "of the null" in out and "lineage.operation" in out
 
 
 def test_merge_diff_extend_align_round_trip(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -133,3 +133,11 @@ def test_stats_validation() -> None:
         Codebook.from_axes(rows, stats={"axes": torch.ones(4)})
     with pytest.raises(CodebookValidationError, match="NaN"):
         Codebook.from_axes(rows, stats={"usage": torch.tensor([1.0, 2.0, float("nan"), 0.0])})
+
+
+def test_random_codebook_is_seeded_and_records_lineage() -> None:
+    a, b = Codebook.random(16, 5, seed=3), Codebook.random(16, 5, seed=3)
+    assert a.id == b.id and a.size == 16 and a.dim == 5
+    assert Codebook.random(16, 5, seed=4).id != a.id
+    assert a.meta.lineage.operation == "random"
+    assert a.meta.lineage.parameters == {"k": 16, "d": 5, "seed": 3}
