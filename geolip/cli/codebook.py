@@ -34,7 +34,8 @@ def summary(cb: Codebook, null_trials: int = 300, path: Path | None = None) -> d
     meta = cb.meta
     quality, source = meta.quality, "stored"
     if quality is None and cb.size >= 2:
-        quality, source = cb.assess(null_trials=null_trials), "computed"
+        with output.status(f"measuring quality against {null_trials} null codebooks"):
+            quality, source = cb.assess(null_trials=null_trials), "computed"
     return {
         "id": cb.id,
         "name": cb.name,
@@ -69,7 +70,8 @@ def random(
 
     cb = Codebook.random(k, d, seed=seed, name=name or None)
     # the null must not replay the codebook's own random stream
-    cb = cb.with_meta(quality=cb.assess(null_trials=null_trials, seed=seed ^ NULL_SEED_SALT))
+    with output.status(f"measuring quality against {null_trials} null codebooks"):
+        cb = cb.with_meta(quality=cb.assess(null_trials=null_trials, seed=seed ^ NULL_SEED_SALT))
     written = cb.save(out)
     output.log(f"wrote {written}")
     output.emit_summary(summary(cb, path=out))
@@ -219,7 +221,8 @@ def align(
     import torch
 
     ref, mov = _load(reference), _load(moving)
-    res = ref.align(mov, proper=proper, null_trials=null_trials, seed=seed)
+    with output.status(f"aligning, then {null_trials} null alignments for the z-score"):
+        res = ref.align(mov, proper=proper, null_trials=null_trials, seed=seed)
     eye = torch.eye(ref.dim, dtype=torch.float64)
     doc = {
         "reference": ref.id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager
 from typing import Any, NoReturn
 
 from rich.console import Console
@@ -107,6 +108,11 @@ def emit_rows(columns: list[str], rows: list[list[Any]], title: str) -> None:
     for r in rows:
         table.add_row(*(_fmt(v) for v in r))
     stdout.print(table)
+
+
+def status(message: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while a long computation runs (silent when stderr is not a tty)."""
+    return stderr.status(message, spinner="dots")
 
 
 def log(message: str) -> None:
