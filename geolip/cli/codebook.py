@@ -54,6 +54,21 @@ def summary(cb: Codebook, null_trials: int = 300, path: Path | None = None) -> d
     }
 
 
+def _write_derived(derived: Codebook, base: Codebook, out: Path, verb: str) -> None:
+    """Save a codebook made from ``base`` and report what was added and from where."""
+    derived.save(out)
+    output.log(f"wrote {out}")
+    doc = {
+        "id": derived.id,
+        "size": derived.size,
+        "dim": derived.dim,
+        "added": derived.size - base.size,
+        "lineage": derived.meta.lineage.model_dump(mode="json"),
+        "path": str(out),
+    }
+    output.emit(doc, f"{verb} {derived.id[:12]}")
+
+
 @codebook_app.command()
 def random(
     k: int = typer.Option(..., "--k", min=2, help="Number of axes K."),
@@ -131,17 +146,7 @@ def merge(
     output.set_json_mode(json_out)
     a, b = _load(first), _load(second)
     merged = a.merge(b, tol_deg=tol_deg, align=not no_align, name=name or None)
-    merged.save(out)
-    output.log(f"wrote {out}")
-    doc = {
-        "id": merged.id,
-        "size": merged.size,
-        "dim": merged.dim,
-        "added": merged.size - a.size,
-        "lineage": merged.meta.lineage.model_dump(mode="json"),
-        "path": str(out),
-    }
-    output.emit(doc, f"merged {merged.id[:12]}")
+    _write_derived(merged, a, out, "merged")
 
 
 @codebook_app.command()
@@ -192,16 +197,7 @@ def extend(
     else:
         new = _load(axes)
     extended = cb.extend(new, name=name or None)
-    extended.save(out)
-    output.log(f"wrote {out}")
-    doc = {
-        "id": extended.id,
-        "size": extended.size,
-        "added": extended.size - cb.size,
-        "lineage": extended.meta.lineage.model_dump(mode="json"),
-        "path": str(out),
-    }
-    output.emit(doc, f"extended {extended.id[:12]}")
+    _write_derived(extended, cb, out, "extended")
 
 
 @codebook_app.command()

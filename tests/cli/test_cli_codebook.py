@@ -32,25 +32,15 @@ def run_json(args: list[str], capsys, monkeypatch) -> tuple[int, dict]:
     return code, json.loads(out)  # exactly one JSON document, or this raises
 
 
+RANDOM_32x4 = ["codebook", "random", "--k", "32", "--d", "4", "--seed", "3", "--null-trials", "50"]
+
+
 def test_random_then_info_reports_identity_quality_and_lineage(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
     out = tmp_path / "rnd"
     code, doc = run_json(
-        [
-            "codebook",
-            "random",
-            "--k",
-            "32",
-            "--d",
-            "4",
-            "--seed",
-            "3",
-            "--out",
-            str(out),
-            "--null-trials",
-            "50",
-        ],
+        [*RANDOM_32x4, "--out", str(out)],
         capsys,
         monkeypatch,
     )
@@ -72,20 +62,7 @@ def test_random_then_info_reports_identity_quality_and_lineage(
     # same seed, same codebook: the artifact is a pure function of its arguments
     again = tmp_path / "again"
     run_json(
-        [
-            "codebook",
-            "random",
-            "--k",
-            "32",
-            "--d",
-            "4",
-            "--seed",
-            "3",
-            "--out",
-            str(again),
-            "--null-trials",
-            "50",
-        ],
+        [*RANDOM_32x4, "--out", str(again)],
         capsys,
         monkeypatch,
     )
