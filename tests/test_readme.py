@@ -1,18 +1,26 @@
-"""The README's Python blocks run as written, and its two set-up commands are where CI looks."""
+"""Python blocks in the README and docs run as written; the README has its two set-up commands."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).parent.parent / "README.md"
+import pytest
+
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
 
 
-def test_readme_python_blocks_execute() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no Python example"
+@pytest.mark.parametrize("doc", ["README.md", "docs/codebook.md"])
+def test_python_blocks_in_docs_execute(
+    doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), flags=re.S)
+    assert blocks, f"{doc} has no Python example"
+    namespace: dict[str, object] = {}  # blocks run in order in one namespace, like a session
     for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+        exec(compile(block, doc, "exec"), namespace)
 
 
 def test_readme_has_exactly_two_setup_commands() -> None:
