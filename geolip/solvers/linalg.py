@@ -1,0 +1,152 @@
+"""Batched thin SVD of tall matrices through the Gram eigendecomposition, and row normalisation.
+
+``gram_svd`` follows upstream (spec §A.3): G = MᵀM in float64, eigh, S = √λ, U = M V / S. Its
+backward differentiates that computation as written (eigh of MᵀM, then U = M V S⁻¹) with the
+eigenvector term's 1/(λⱼ − λᵢ) replaced by a bounded Lorentzian, so gradients stay finite on
+the (nearly) flat spectra of sphere-normalised patches (spec §C.7). Pure tensor math: torch only,
+CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+DEGENERACY_EPS = 1e-10
+"""Broadening ε of 1/(λⱼ − λᵢ), relative to λ_max = σ_max², in the eigenvector backward.
+
+F_ij = Δ / (Δ² + (ε λ_max)²) with Δ = λⱼ − λᵢ equals 1/Δ to relative error (ε λ_max / Δ)², below
+1e-10 for relative gaps above 1e-5, and is bounded by 1/(2 ε λ_max), reaching 0 at exact
+degeneracy. Gaps below ~1e-8 λ_max are lost anyway: float64 eigh resolves eigenvectors only to
+≈ 1e-16 λ_max / Δ. This is ε for float64 input. Lower-precision input uses ε = √(machine eps) of
+its dtype (float32: 3.5e-4): the gradients flowing back into U, S, Vt then carry that dtype's
+rounding u, which breaks the cancellation that makes gauge-invariant losses finite, and the
+eigenvector term amplifies it by up to u / (2ε).
+"""
+
+SINGULAR_FLOOR_RTOL = 1e-12
+"""1/σ uses max(σ, SINGULAR_FLOOR_RTOL·σ_max + √tiny) with tiny that of the input dtype.
+
+The relative part keeps U and its gradient finite on rank-deficient M; the absolute part only
+matters for the all-zero matrix, and √tiny keeps 1/floor² representable in the input dtype.
+"""
+
+EIGH_CHUNK = 16_384
+"""Default number of matrices per eigh call: batched cuSOLVER eigh fails at batch ≥ 65,536."""
+
+
+def sphere_normalize(m: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Divide every row (last dim) by max(‖row‖₂, ``eps``): upstream row normalisation (§A.2).
+
+    Args:
+        m: (..., D) real floating tensor.
+        eps: norm floor; rows shorter than it are scaled by 1/eps, so zero rows stay zero.
+
+    Returns:
+        (..., D) tensor of m's dtype whose nonzero rows (norm ≥ eps) have unit norm; odd in m.
+    """
+    return torch.nn.functional.normalize(m, dim=-1, eps=eps)
+
+
+def gram_svd(
+    m: torch.Tensor, chunk_size: int = EIGH_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD M = U diag(S) Vt of a batch of tall matrices via eigh of MᵀM in float64.
+
+    Computed in float64 with autocast disabled and cast back to m's dtype. The eigh runs on at
+    most ``chunk_size`` matrices at a time; the result does not depend on ``chunk_size``.
+    Differentiable (custom backward, once): finite for equal or zero singular values, and exact
+    for distinct ones; U diag(S) Vt has the identity as its derivative even at exact degeneracy.
+    Other gauge-invariant uses that are smooth through a degeneracy (U Uᵀ, Vtᵀ g(S) Vt) lose
+    their coupling between the nearly equal σ once the relative gap of σ² falls below ~ε
+    (DEGENERACY_EPS): gradients wrt U, S, Vt carry it only as 0/0 there.
+
+    Args:
+        m: (..., V, D) real floating tensor with V ≥ D ≥ 1; leading dims are any batch shape.
+        chunk_size: matrices per eigh call, ≥ 1.
+
+    Returns:
+        U: (..., V, D) with UᵀU = I on columns whose σ is well above the floor (columns of
+            zero σ are M v / floor, i.e. small rounding noise).
+        S: (..., D) singular values, descending, ≥ 0.
+        Vt: (..., D, D) orthogonal; its rows are the right singular vectors. The sign of each
+            singular pair (column of U, row of Vt) is whatever eigh returns.
+
+    Raises:
+        ValueError: m is not a real floating tensor of shape (..., V, D) with V ≥ D ≥ 1, or
+            chunk_size < 1.
+    """
+    if not isinstance(m, torch.Tensor):
+        raise ValueError(f"m must be a torch.Tensor, got {type(m).__name__}")
+    if not m.is_floating_point():
+        raise ValueError(f"m must be a real floating tensor, got dtype {m.dtype}")
+    if m.ndim < 2:
+        raise ValueError(f"m must have shape (..., V, D), got shape {tuple(m.shape)}")
+    *batch, v, d = m.shape
+    if d < 1 or v < d:
+        raise ValueError(f"m must be tall, (..., V, D) with V ≥ D ≥ 1, got V={v}, D={d}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    u, s, vt = _GramSVD.apply(m.reshape(-1, v, d), chunk_size)
+    return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
+
+
+def _degeneracy_eps(dtype: torch.dtype) -> float:
+    """Relative broadening ε for input of ``dtype`` (see DEGENERACY_EPS)."""
+    return DEGENERACY_EPS if dtype == torch.float64 else torch.finfo(dtype).eps ** 0.5
+
+
+def _singular_floor(s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1) floor below which σ is treated as zero in 1/σ; s is (B, D) descending."""
+    return SINGULAR_FLOOR_RTOL * s[:, :1] + torch.finfo(dtype).tiny ** 0.5
+
+
+class _GramSVD(torch.autograd.Function):
+    """(B, V, D) → U (B, V, D), S (B, D), Vt (B, D, D); all float64 inside."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, m: torch.Tensor, chunk_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.autocast(device_type=m.device.type, enabled=False):
+            m64 = m.to(torch.float64)
+            gram = m64.mT @ m64
+            parts = [torch.linalg.eigh(g) for g in gram.split(chunk_size)]
+            lam = torch.cat([p.eigenvalues for p in parts]).flip(-1)
+            q = torch.cat([p.eigenvectors for p in parts]).flip(-1)
+            s = lam.clamp_min(0).sqrt()
+            floor = _singular_floor(s, m.dtype)
+            u = (m64 @ q) / torch.maximum(s, floor).unsqueeze(-2)
+        ctx.save_for_backward(m, q, s)
+        return u.to(m.dtype), s.to(m.dtype), q.mT.to(m.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, g_u: torch.Tensor, g_s: torch.Tensor, g_vt: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
+        m, q, s = ctx.saved_tensors
+        with torch.autocast(device_type=m.device.type, enabled=False):
+            f64 = torch.float64
+            m64 = m.to(f64)
+            floor = _singular_floor(s, m.dtype)
+            s_safe = torch.maximum(s, floor)
+
+            # U = M Q / max(S, floor): direct path to M, then to Q and (above the floor) to S.
+            g_u_scaled = g_u.to(f64) / s_safe.unsqueeze(-2)
+            y = m64.mT @ g_u_scaled
+            g_q = g_vt.to(f64).mT + y
+            g_s_total = g_s.to(f64) - torch.where(s > floor, (q * y).sum(-2) / s_safe, 0.0)
+
+            # S = √λ, then eigh of G = MᵀM: with X = Qᵀ ∂L/∂Q and F_ij ≈ 1/(λⱼ − λᵢ),
+            # ∂L/∂M = M Q (F ∘ (X − Xᵀ) + 2 diag(∂L/∂λ)) Qᵀ. F is computed on λ / λ_max so that
+            # it neither under- nor overflows at tiny or huge scale.
+            g_lam = g_s_total / (2 * s_safe)
+            lam = s.square()
+            lam_max = lam[:, :1].unsqueeze(-1).clamp_min(torch.finfo(f64).tiny)
+            gap = (lam.unsqueeze(-2) - lam.unsqueeze(-1)) / lam_max
+            f = gap / (gap.square() + _degeneracy_eps(m.dtype) ** 2) / lam_max
+            x = q.mT @ g_q
+            inner = f * (x - x.mT) + torch.diag_embed(2 * g_lam)
+            g_m = g_u_scaled @ q.mT + m64 @ (q @ inner @ q.mT)
+        return g_m.to(m.dtype), None
