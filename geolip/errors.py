@@ -50,3 +50,21 @@ class IncompatibleCodebooksError(CodebookError, ValueError):
     def __init__(self, problem: str, report: dict[str, Any]) -> None:
         self.report = report
         super().__init__(problem)
+
+
+class CheckpointError(GeolipError, ValueError):
+    """A model checkpoint was refused: unreadable, foreign, inconsistent or unsupported.
+
+    Attributes:
+        path: the file concerned.
+        problem: what is wrong, in one sentence.
+    """
+
+    def __init__(self, problem: str, path: str | Path) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist."""

@@ -61,6 +61,19 @@ class NullReport(_Model):
     pairs_percentile: float | None = None
 
 
+class ControlReport(_Model):
+    """The same extraction run on a control: the untrained network, or shuffled calibration."""
+
+    name: Literal["untrained", "shuffled_calibration"]
+    description: str
+    n_axes: int = Field(ge=1)
+    n_pairs: int = Field(ge=0)
+    deviation: float
+    statute: Literal["degenerate", "uniform", "polytope", "unclassified"]
+    null_percentile: float = Field(ge=0, le=100, description="control deviation in the i.i.d. null")
+    distance_to_observed: float = Field(description="RMS chordal residual after alignment")
+
+
 class QualityReport(_Model):
     """Geometric statistics of the axes, each beside its baseline and null."""
 
@@ -76,6 +89,9 @@ class QualityReport(_Model):
     effective_rank: float = Field(description="effective rank of the axes' singular values")
     effective_rank_null_mean: float = Field(description="same for K i.i.d. uniform axes")
     null: NullReport
+    controls: list[ControlReport] = Field(
+        default_factory=list, description="extraction controls (extracted codebooks only)"
+    )
 
 
 class Lineage(_Model):

@@ -20,27 +20,8 @@ import pydantic
 import safetensors.torch
 import torch
 
-from geolip.errors import GeolipError
+from geolip.errors import CheckpointError, CheckpointNotFoundError
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
-
-
-class CheckpointError(GeolipError, ValueError):
-    """An upstream checkpoint was refused: unreadable, foreign, inconsistent or unsupported.
-
-    Attributes:
-        path: the file concerned.
-        problem: what is wrong, in one sentence.
-    """
-
-    def __init__(self, problem: str, path: str | Path) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint path does not exist or is not a file."""
-
 
 _UPSTREAM_FIELDS = {
     "V": "V",

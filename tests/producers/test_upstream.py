@@ -11,8 +11,9 @@ import safetensors.torch
 import torch
 from strategies import gen
 
+from geolip.errors import CheckpointError, CheckpointNotFoundError
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
-from geolip.producers.upstream import CheckpointError, CheckpointNotFoundError, load_upstream
+from geolip.producers.upstream import load_upstream
 
 SVD = dict(V=6, D=4, patch_size=2, hidden=16, depth=2, n_cross=2, n_heads=4, smooth_mid=5)
 LINEAR = dict(V=8, D=2, patch_size=2, hidden=8, depth=1, n_cross=0, readout="linear")

@@ -1,0 +1,336 @@
+"""One trainer for every producer: Adam + cosine schedule, noise curriculum, exact resume, DDP.
+
+Recipe (spec §A.10): Adam (no weight decay) at the preset's lr, CosineAnnealingLR(T_max=epochs)
+stepped once per epoch, loss = MSE(recon, x), gradient clipping at 0.5 on the cross-attention
+parameters only. The upstream "soft hand" is available as ``cv_proximity_reweighting``: it
+multiplies the MSE by (1 + 0.5·prox) with prox = exp(-(cv - target)²/(2·0.15²)) measured without
+gradient every 50 steps — a loss reweighting, not a geometric force (spec §C.3, H.4). Off by
+default. Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL
+on CUDA); each rank draws its own data stream and rank 0 evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from geolip.producers.noise import TRAINING_NOISES, mixed_batch, noise_batch
+from geolip.solvers.metrics import effective_rank, pentachoron_cv
+
+SOFT_HAND_EVERY = 50
+SOFT_HAND_SIGMA = 0.15
+SOFT_HAND_BOOST = 0.5
+
+
+class TrainConfig(BaseModel):
+    """How to train a producer. Defaults per preset live in :data:`TRAIN_PRESETS`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    epochs: int = Field(ge=1)
+    steps_per_epoch: int = Field(ge=1)
+    img_size: int = Field(default=64, ge=1)
+    noises: tuple[str, ...] = TRAINING_NOISES
+    faithful_noise: bool = False
+    seed: int = 0
+    cv_proximity_reweighting: bool = False
+    cv_target: float | None = None
+    cross_attn_clip: float = 0.5
+    eval_per_type: int = Field(default=32, ge=1)
+    save_every: int = Field(default=0, ge=0, description="steps between rolling checkpoints")
+    amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # freckles_64 → v40: 16 noises, 500K samples per epoch
+    "freckles": {"batch_size": 256, "lr": 1e-4, "epochs": 100, "steps_per_epoch": 1953},
+    # johanna_tiny (Fresnel geometry on noise): 500K samples per epoch
+    "fresnel": {"batch_size": 512, "lr": 3e-4, "epochs": 300, "steps_per_epoch": 977},
+    # h2_64_single: gaussian only, 200K samples per epoch
+    "h2": {
+        "batch_size": 128,
+        "lr": 1e-3,
+        "epochs": 20,
+        "steps_per_epoch": 1563,
+        "noises": ("gaussian",),
+    },
+    "h2a": {
+        "batch_size": 128,
+        "lr": 1e-3,
+        "epochs": 20,
+        "steps_per_epoch": 1563,
+        "noises": ("gaussian",),
+    },
+    "p_class": {
+        "batch_size": 128,
+        "lr": 1e-3,
+        "epochs": 20,
+        "steps_per_epoch": 1563,
+        "noises": ("gaussian",),
+    },
+}
+
+
+def train_config(preset: str, **overrides: Any) -> TrainConfig:
+    """The preset's recipe with ``overrides`` applied."""
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(TRAIN_PRESETS)}")
+    return TrainConfig(**{**TRAIN_PRESETS[preset], **overrides})
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def cross_attention_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters under ``cross_attn`` (the only ones upstream clips)."""
+    return [p for name, p in _unwrap(model).named_parameters() if name.startswith("cross_attn")]
+
+
+class Trainer:
+    """Trains ``model`` on noise, evaluates each epoch and checkpoints into ``out_dir``.
+
+    Checkpoints: ``latest/`` every ``save_every`` steps and at every epoch end, ``best/`` on
+    validation MSE. ``Trainer(..., resume=True)`` continues from ``latest/`` exactly: model,
+    optimizer, scheduler position, step counters and every RNG state are restored, so on the CPU
+    an interrupted-then-resumed run equals the uninterrupted one bit for bit.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: TrainConfig,
+        out_dir: str | Path,
+        device: str | torch.device = "cpu",
+        resume: bool = False,
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = _rank()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=config.epochs
+        )
+        self.data_gen = torch.Generator(device=self.device)
+        self.data_gen.manual_seed(config.seed * 1000 + self.rank)
+        self.step = 0
+        self.epoch = 0
+        self.best_mse = math.inf
+        self.history: list[dict[str, Any]] = []
+        self._cv: float | None = None
+        if resume:
+            self._restore(self.out_dir / "latest")
+        if self.distributed:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model)
+
+    # ---------------------------------------------------------------------------- state
+    def _state(self, metrics: dict[str, Any] | None) -> TrainingState:
+        rng = {"cpu": torch.get_rng_state(), "data": self._gathered_data_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        model = _unwrap(self.model)
+        model_config = getattr(model, "config", None)
+        return TrainingState(
+            model=model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            rng=rng,
+            config={
+                "model": None if model_config is None else model_config.model_dump(mode="json"),
+                "model_class": type(model).__name__,
+                "train": self.config.model_dump(mode="json"),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "best_mse": None if math.isinf(self.best_mse) else self.best_mse,
+                "metrics": metrics,
+                "history": self.history,
+            },
+        )
+
+    def _gathered_data_state(self) -> torch.Tensor:
+        state = self.data_gen.get_state().to(self.device if self.distributed else "cpu")
+        if not self.distributed:
+            return state.cpu().unsqueeze(0)
+        parts = [torch.empty_like(state) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, state)
+        return torch.stack(parts).cpu()
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state.config.get("train") != self.config.model_dump(mode="json"):
+            raise ValueError(f"{path}: train config differs from the checkpoint's; not resuming")
+        _unwrap(self.model).load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step, self.epoch = state.config["step"], state.config["epoch"]
+        best = state.config["best_mse"]
+        self.best_mse = math.inf if best is None else best
+        self.history = state.config["history"]
+        self.scheduler.load_state_dict(state.config["scheduler"])
+        torch.set_rng_state(state.rng["cpu"])
+        if "cuda" in state.rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state.rng["cuda"], self.device)
+        self.data_gen.set_state(state.rng["data"][self.rank].to(self.data_gen.device))
+
+    def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
+        state = self._state(metrics)  # every rank joins the all_gather
+        if self.rank == 0:
+            save_checkpoint(self.out_dir / name, state)
+
+    # ----------------------------------------------------------------------------- steps
+    def _batch(self) -> torch.Tensor:
+        x, _ = mixed_batch(
+            self.config.batch_size,
+            self.config.img_size,
+            kinds=self.config.noises,
+            generator=self.data_gen,
+            device=self.device,
+            faithful=self.config.faithful_noise,
+        )
+        return x
+
+    def _loss(self, x: torch.Tensor) -> torch.Tensor:
+        amp = self.config.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = self.model(x)
+            recon = torch.nn.functional.mse_loss(out["recon"].float(), x)
+        if not self.config.cv_proximity_reweighting:
+            return recon
+        if self.step % SOFT_HAND_EVERY == 0:
+            cv = pentachoron_cv(out["M"][0, 0].detach().double().cpu())
+            if math.isfinite(cv) and cv > 0:
+                self._cv = cv
+        if self._cv is None:
+            return recon
+        target = self.config.cv_target if self.config.cv_target is not None else self._cv
+        prox = math.exp(-((self._cv - target) ** 2) / (2 * SOFT_HAND_SIGMA**2))
+        return (1 + SOFT_HAND_BOOST * prox) * recon
+
+    def train_step(self) -> float:
+        """One optimisation step on a fresh batch; returns the loss."""
+        self.model.train()
+        loss = self._loss(self._batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clipped = cross_attention_parameters(self.model)
+        if clipped and self.config.cross_attn_clip > 0:
+            torch.nn.utils.clip_grad_norm_(clipped, self.config.cross_attn_clip)
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    # -------------------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Validation on a fixed seeded set: MSE per noise type and spectral statistics."""
+        model = _unwrap(self.model).eval()
+        gen = torch.Generator(device=self.device).manual_seed(10_000 + self.config.seed)
+        per_type: dict[str, float] = {}
+        s_all, s_orig_all = [], []
+        for kind in self.config.noises:
+            x = noise_batch(
+                kind,
+                self.config.eval_per_type,
+                self.config.img_size,
+                generator=gen,
+                device=self.device,
+                faithful=self.config.faithful_noise,
+            )
+            out = model(x)
+            per_type[kind] = torch.nn.functional.mse_loss(out["recon"].float(), x).item()
+            s_all.append(out["S"].float().flatten(0, -2))
+            s_orig_all.append(out["S_orig"].float().flatten(0, -2))
+        s, s0 = torch.cat(s_all), torch.cat(s_orig_all)
+        mean_s = s.mean(dim=0)
+        metrics: dict[str, Any] = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "mse": sum(per_type.values()) / len(per_type),
+            "mse_per_type": per_type,
+            "effective_rank": effective_rank(s.double()).mean().item(),
+            "s0_over_sd": (mean_s[0] / mean_s[-1]).item(),
+            "s_delta": (s - s0).abs().mean().item(),
+        }
+        alphas = [
+            (m.max_alpha * torch.sigmoid(m.alpha_logits)).tolist()
+            for m in getattr(model, "cross_attn", [])
+        ]
+        metrics["alpha_mean"] = [sum(a) / len(a) for a in alphas]
+        return metrics
+
+    # ------------------------------------------------------------------------------- fit
+    def fit(self, progress: bool = True) -> list[dict[str, Any]]:
+        """Train until ``epochs``; returns the per-epoch metrics history."""
+        cfg = self.config
+        show = progress and self.rank == 0
+        columns = (
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn(
+                "{task.completed}/{task.total} loss {task.fields[loss]:.3e} "
+                "{task.fields[rate]:.0f} img/s"
+            ),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=not show) as bar:
+            while self.epoch < cfg.epochs:
+                done = self.step - self.epoch * cfg.steps_per_epoch
+                task = bar.add_task(
+                    "train",
+                    total=cfg.steps_per_epoch,
+                    completed=done,
+                    epoch=self.epoch,
+                    loss=float("nan"),
+                    rate=0.0,
+                )
+                start = time.perf_counter()
+                for _ in range(done, cfg.steps_per_epoch):
+                    loss = self.train_step()
+                    rate = (
+                        cfg.batch_size
+                        * (bar.tasks[task].completed + 1 - done)
+                        / max(time.perf_counter() - start, 1e-9)
+                    )
+                    bar.update(task, advance=1, loss=loss, rate=rate)
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self._save("latest")
+                self.epoch += 1
+                self.scheduler.step()
+                # every rank evaluates the same synchronised weights on the same fixed set, so
+                # all take the same "best" decision and join the same collective saves
+                metrics = self.evaluate()
+                self.history.append(metrics)
+                if metrics["mse"] < self.best_mse:
+                    self.best_mse = metrics["mse"]
+                    self._save("best", metrics)
+                self._save("latest", metrics)
+                bar.remove_task(task)
+        return self.history
+
+
+def maybe_init_distributed() -> bool:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); True if joined."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
