@@ -28,4 +28,4 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     bash = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     assert len(bash) == 2
     assert "<!-- main-command -->" in text and "<!-- test-command -->" in text
-    assert "pytest" in bash[1] and "geolip codebook info" in bash[0]
+    assert "pytest" in bash[1] and "geolip quickstart" in bash[0]

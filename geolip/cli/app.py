@@ -12,7 +12,10 @@ import typer
 
 from geolip.cli import output
 from geolip.cli.codebook import codebook_app
+from geolip.cli.producers import extract, quickstart, train_app
 from geolip.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
     CodebookFormatError,
     CodebookIntegrityError,
     CodebookValidationError,
@@ -30,6 +33,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(codebook_app, name="codebook")
+app.add_typer(train_app, name="train")
+app.command()(quickstart)
+codebook_app.command()(extract)
 
 
 @app.callback()
@@ -45,7 +51,14 @@ def _root(
 
 def exit_code_for(err: BaseException) -> int:
     """3 for artifacts that fail verification, 1 for every other runtime error."""
-    integrity = (CodebookFormatError, CodebookIntegrityError, CodebookValidationError)
+    if isinstance(err, CheckpointNotFoundError):
+        return EXIT_RUNTIME
+    integrity = (
+        CodebookFormatError,
+        CodebookIntegrityError,
+        CodebookValidationError,
+        CheckpointError,
+    )
     return EXIT_INTEGRITY if isinstance(err, integrity) else EXIT_RUNTIME
 
 

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 from typing import Any, NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 stdout = Console(highlight=False)
@@ -53,6 +54,29 @@ def emit_summary(doc: dict[str, Any]) -> None:
             f"quality ({doc['quality_source']}; null: {q['null']['kind']}, "
             f"{q['null']['n_trials']} trials)",
         )
+        if q["controls"]:
+            emit_rows(
+                [
+                    "control",
+                    "axes",
+                    "pairs",
+                    "deviation",
+                    "null percentile",
+                    "distance to codebook",
+                ],
+                [
+                    [
+                        c["name"],
+                        c["n_axes"],
+                        c["n_pairs"],
+                        f"{c['deviation']:+.4f}",
+                        f"{c['null_percentile']:.1f}",
+                        f"{c['distance_to_observed']:.4f}",
+                    ]
+                    for c in q["controls"]
+                ],
+                "controls: the same extraction on the untrained network and on shuffled pixels",
+            )
     emit({k: doc[k] for k in ("lineage", "producer", "extraction", "stats")}, "provenance")
 
 
@@ -152,9 +176,10 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
+    """Plain text for a table cell, with rich markup escaped (lists print as [a, b])."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list):
         text = ", ".join(_fmt(v) for v in value[:8])
-        return f"[{text}{', …' if len(value) > 8 else ''}]"
-    return "—" if value is None else str(value)
+        return escape(f"[{text}{', …' if len(value) > 8 else ''}]")
+    return "—" if value is None else escape(str(value))

@@ -132,6 +132,7 @@ def fresh_init(producer: torch.nn.Module, seed: int) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         twin = type(producer)(producer.config)  # type: ignore[call-arg]
+    twin.preset = getattr(producer, "preset", None)
     return twin.to(producer_device(producer)).eval()
 
 

@@ -201,9 +201,10 @@ class SphereSolver(nn.Module):
     how many rows it is given (≈ 1e-15 relative in float64).
     """
 
-    def __init__(self, config: SphereSolverConfig) -> None:
+    def __init__(self, config: SphereSolverConfig, preset: str | None = None) -> None:
         super().__init__()
         self.config = config
+        self.preset = preset  # name of the preset it was built from, if any (metadata only)
         c = config
         P, L = c.channels * c.patch_size**2, c.V * c.D  # patch floats, matrix floats
 
@@ -227,7 +228,7 @@ class SphereSolver(nn.Module):
         """A freshly initialised model of preset ``name`` (see PRESETS), fields overridden."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(SphereSolverConfig(**{**PRESETS[name].model_dump(), **overrides}))
+        return cls(SphereSolverConfig(**{**PRESETS[name].model_dump(), **overrides}), preset=name)
 
     def param_count(self) -> int:
         """Number of trainable scalars (matches the §A.9 formula)."""

@@ -155,6 +155,7 @@ class Trainer:
             config={
                 "model": None if model_config is None else model_config.model_dump(mode="json"),
                 "model_class": type(model).__name__,
+                "preset": getattr(model, "preset", None),
                 "train": self.config.model_dump(mode="json"),
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
@@ -301,13 +302,9 @@ class Trainer:
                     rate=0.0,
                 )
                 start = time.perf_counter()
-                for _ in range(done, cfg.steps_per_epoch):
+                for n_done in range(1, cfg.steps_per_epoch - done + 1):
                     loss = self.train_step()
-                    rate = (
-                        cfg.batch_size
-                        * (bar.tasks[task].completed + 1 - done)
-                        / max(time.perf_counter() - start, 1e-9)
-                    )
+                    rate = cfg.batch_size * n_done / max(time.perf_counter() - start, 1e-9)
                     bar.update(task, advance=1, loss=loss, rate=rate)
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         self._save("latest")

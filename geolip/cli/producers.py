@@ -1,0 +1,137 @@
+"""``geolip train ...``, ``geolip quickstart`` and ``geolip codebook extract``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from geolip.cli import output
+
+train_app = typer.Typer(help="Train producers (models that emit codebooks).", no_args_is_help=True)
+JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
+
+
+@train_app.command("sphere-solver")
+def train_sphere_solver(
+    preset: str = typer.Option(..., "--preset", help="fresnel, freckles, h2, h2a or p_class."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints latest/ and best/."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    img_size: int | None = typer.Option(None, "--img-size", min=1),
+    lr: float | None = typer.Option(None, "--lr"),
+    save_every: int | None = typer.Option(None, "--save-every", min=0, help="Steps."),
+    seed: int = typer.Option(0, "--seed"),
+    noises: str | None = typer.Option(None, "--noises", help="Comma-separated noise names."),
+    model_json: str = typer.Option("{}", "--model", help="JSON overrides of the model config."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/latest exactly."),
+    json_out: bool = JSON,
+) -> None:
+    """Train a sphere-solver on the noise curriculum (torchrun-ready: DDP when WORLD_SIZE>1)."""
+    output.set_json_mode(json_out)
+    import torch
+
+    from geolip.producers.sphere_solver import SphereSolver
+    from geolip.producers.train import Trainer, maybe_init_distributed, train_config
+
+    distributed = maybe_init_distributed()
+    if distributed and device.startswith("cuda"):
+        device = f"cuda:{torch.cuda.current_device()}"
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "batch_size": batch_size,
+            "img_size": img_size,
+            "lr": lr,
+            "save_every": save_every,
+        }.items()
+        if v is not None
+    }
+    if noises:
+        overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    config = train_config(preset, seed=seed, **overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SphereSolver.from_preset(preset, **json.loads(model_json))
+    trainer = Trainer(model, config, out, device=device, resume=resume)
+    output.log(
+        f"{preset}: {model.param_count():,} parameters, {config.epochs} epochs of "
+        f"{config.steps_per_epoch} steps × {config.batch_size} images on {device}"
+    )
+    history = trainer.fit(progress=not json_out)
+    if trainer.rank == 0:
+        final = history[-1] if history else trainer.evaluate()
+        output.emit(
+            {
+                "out": str(out),
+                "step": trainer.step,
+                "epoch": trainer.epoch,
+                "best_mse": trainer.best_mse,
+                "final": final,
+            },
+            "training",
+        )
+    if distributed:
+        torch.distributed.destroy_process_group()
+
+
+def extract(
+    source: str = typer.Argument(..., help="Checkpoint folder, upstream file or pretrained:NAME."),
+    out: Path = typer.Option(..., "--out", help="Artifact folder to write."),
+    calibration: str = typer.Option("sixteen_noise", "--calibration"),
+    n: int = typer.Option(64, "--n", min=1, help="Calibration images (exactly n)."),
+    size: int = typer.Option(64, "--size", min=1, help="Calibration image size."),
+    seed: int = typer.Option(0, "--seed"),
+    aggregation: str = typer.Option("mean", "--aggregation", help="mean or median."),
+    null_trials: int = typer.Option(300, "--null-trials", min=10),
+    json_out: bool = JSON,
+) -> None:
+    """Extract a producer's codebook with the i.i.d. null and both controls."""
+    output.set_json_mode(json_out)
+    from geolip.cli.codebook import summary
+    from geolip.producers.extract import extract_codebook
+    from geolip.producers.loading import load_producer
+
+    producer = load_producer(source)
+    with output.status("extracting: calibration, null model, untrained and shuffled controls"):
+        cb = extract_codebook(
+            producer,
+            calibration,
+            n=n,
+            seed=seed,
+            size=size,
+            aggregation=aggregation,
+            null_trials=null_trials,
+        )  # type: ignore[arg-type]
+    cb.save(out)
+    output.log(f"wrote {out}")
+    output.emit_summary(summary(cb, path=out))
+
+
+def quickstart(
+    out: Path = typer.Option(Path("geolip-quickstart"), "--out", help="Output folder."),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = JSON,
+) -> None:
+    """Train a small sphere-solver on 16 noises, extract its codebook beside three nulls,
+    save the artifact and a picture (≤ 3 minutes on 2 CPU cores)."""
+    output.set_json_mode(json_out)
+    from geolip.cli.codebook import summary
+    from geolip.producers.quickstart import run_quickstart
+
+    result = run_quickstart(out, seed=seed, progress=not json_out)
+    doc = summary(result.codebook, path=result.codebook_path)
+    doc["picture"] = str(result.picture_path)
+    doc["checkpoint"] = str(result.checkpoint_path)
+    doc["validation_mse"] = [h["mse"] for h in result.history]
+    output.emit_summary(doc)
+    output.log(
+        f"codebook: {result.codebook_path}  picture: {result.picture_path}  "
+        f"checkpoint: {result.checkpoint_path}"
+    )

@@ -1,0 +1,189 @@
+"""The trainer: learning, checkpoints, exact resume (in-process and after SIGKILL), gloo DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from geolip.errors import CheckpointError
+from geolip.producers.checkpoint import load_checkpoint
+from geolip.producers.loading import load_producer
+from geolip.producers.sphere_solver import SphereSolver
+from geolip.producers.train import Trainer, train_config
+
+TINY_MODEL = {"V": 8, "D": 4, "patch_size": 4, "hidden": 16, "depth": 1, "n_cross": 1}
+TINY_TRAIN = {
+    "batch_size": 4,
+    "img_size": 8,
+    "epochs": 2,
+    "steps_per_epoch": 6,
+    "eval_per_type": 2,
+    "noises": ("gaussian", "uniform", "pink"),
+}
+
+
+def tiny(seed: int = 0) -> SphereSolver:
+    torch.manual_seed(seed)
+    return SphereSolver.from_preset("h2", **TINY_MODEL)
+
+
+def run(out: Path, resume: bool = False, **overrides) -> Trainer:
+    trainer = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, **overrides}), out, resume=resume)
+    trainer.fit(progress=False)
+    return trainer
+
+
+def test_training_lowers_validation_mse(tmp_path: Path) -> None:
+    trainer = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "epochs": 1}), tmp_path)
+    before = trainer.evaluate()["mse"]
+    history = run(tmp_path / "run", epochs=3, steps_per_epoch=20, lr=3e-3).history
+    assert history[-1]["mse"] < before
+    assert set(history[-1]["mse_per_type"]) == set(TINY_TRAIN["noises"])
+    assert 1.0 <= history[-1]["effective_rank"] <= 4.0
+    assert len(history[-1]["alpha_mean"]) == 1  # one cross-attention layer
+
+
+def test_checkpoints_are_safetensors_and_json_and_reload(tmp_path: Path) -> None:
+    trainer = run(tmp_path, save_every=4)
+    for name in ("latest", "best"):
+        folder = tmp_path / name
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "config.json",
+            "model.safetensors",
+            "optimizer.safetensors",
+            "rng.safetensors",
+        ]
+    config = json.loads((tmp_path / "latest" / "config.json").read_text())
+    assert config["step"] == 12 and config["epoch"] == 2 and config["preset"] == "h2"
+    model = load_producer(tmp_path / "latest")
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary folders left behind
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def test_resume_after_a_crash_equals_the_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = run(tmp_path / "full", save_every=3)
+    crashed = Trainer(
+        tiny(), train_config("h2", **{**TINY_TRAIN, "save_every": 3}), tmp_path / "crash"
+    )
+    real_step = Trainer.train_step
+
+    def dying_step(self: Trainer) -> float:
+        if self.step == 8:  # after the step-6 checkpoint, before the next one
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(progress=False)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert load_checkpoint(tmp_path / "crash" / "latest").config["step"] == 6
+    resumed = run(tmp_path / "crash", resume=True, save_every=3)
+    assert resumed.step == full.step == 12
+    a, b = _weights(tmp_path / "full" / "latest"), _weights(tmp_path / "crash" / "latest")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == full.history
+
+
+def _train_cli(out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "geolip.cli.app",
+        "train",
+        "sphere-solver",
+        "--preset",
+        "h2",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "30",
+        "--batch-size",
+        "8",
+        "--img-size",
+        "16",
+        "--save-every",
+        "5",
+        "--noises",
+        "gaussian,uniform",
+        "--model",
+        json.dumps(TINY_MODEL),
+        "--json",
+        *extra,
+    ]
+
+
+def _quiet_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:
+    env = _quiet_env()
+    subprocess.run(_train_cli(tmp_path / "full"), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        _train_cli(tmp_path / "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    latest = tmp_path / "killed" / "latest" / "config.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if latest.exists() and 10 <= json.loads(latest.read_text())["step"] < 55:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(latest.read_text())["step"]
+    assert killed_at < 60, "the run finished before it could be killed"
+    subprocess.run(
+        _train_cli(tmp_path / "killed", "--resume"), env=env, check=True, capture_output=True
+    )
+    a, b = _weights(tmp_path / "full" / "latest"), _weights(tmp_path / "killed" / "latest")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(tmp_path / "killed" / "latest").config["step"] == 60
+
+
+@pytest.mark.slow
+def test_distributed_training_with_gloo_two_processes(tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun is not None
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", *_train_cli(tmp_path / "ddp")[1:]]
+    done = subprocess.run(cmd, env=_quiet_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = load_checkpoint(tmp_path / "ddp" / "latest")
+    data_states = state.rng["data"]
+    assert data_states.shape[0] == 2 and not torch.equal(data_states[0], data_states[1])
+    assert state.config["step"] == 60
+    assert all(torch.isfinite(t).all() for t in state.model.values())
+
+
+def test_resume_refuses_a_different_recipe_and_corrupt_checkpoints(tmp_path: Path) -> None:
+    run(tmp_path)
+    with pytest.raises(ValueError, match="train config differs"):
+        Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "lr": 0.5}), tmp_path, resume=True)
+    (tmp_path / "latest" / "optimizer.safetensors").write_bytes(b"\x00" * 12)
+    with pytest.raises(CheckpointError, match=r"optimizer.safetensors: not a valid safetensors"):
+        load_checkpoint(tmp_path / "latest")
+    (tmp_path / "latest" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        load_producer(tmp_path / "latest")
