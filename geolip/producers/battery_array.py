@@ -1,0 +1,252 @@
+"""An array of frozen sphere-solver banks read as one feature: the MSE signature (spec §A.16).
+
+n_batteries batteries, each trained on its own noises and kept at n_phases points of its run
+(e.g. "epoch_1", "best", "final"), give n_banks = n_batteries · n_phases SphereSolvers of one
+config. Bank ``battery · n_phases + phase`` is upstream's flat order (battery-major), so the
+h2-64 array is 64 batteries × 3 phases = 192 H2 banks. How well each bank reconstructs an image
+is the array's output: ``signature`` (B, n_batteries, n_phases).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+from torch import nn
+
+from geolip.codebook import Codebook
+from geolip.codebook.io import _swap_into_place, _write_synced
+from geolip.errors import CheckpointError, CheckpointNotFoundError
+from geolip.producers.extract import extract_codebook
+from geolip.producers.noise import TRAINING_NOISES
+from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+class BatteryArrayConfig(BaseModel):
+    """What an array is made of; frozen, unknown fields refused.
+
+    Attributes:
+        model: the config every bank shares.
+        batteries, phases: unique names without "/", in flat bank order.
+        noises: per battery, the training noises it was trained on (metadata only), or empty
+            when not recorded.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: SphereSolverConfig
+    batteries: tuple[str, ...] = Field(min_length=1)
+    phases: tuple[str, ...] = Field(default=("final",), min_length=1)
+    noises: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def n_batteries(self) -> int:
+        return len(self.batteries)
+
+    @property
+    def n_phases(self) -> int:
+        return len(self.phases)
+
+    @property
+    def bank_keys(self) -> tuple[str, ...]:
+        """ "battery/phase" for every bank, in flat order."""
+        return tuple(f"{b}/{p}" for b in self.batteries for p in self.phases)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatteryArrayConfig:
+        for kind, names in (("battery", self.batteries), ("phase", self.phases)):
+            if len(set(names)) != len(names) or not all(names) or any("/" in n for n in names):
+                raise ValueError(f"{kind} names must be unique, non-empty, without '/': {names}")
+        if self.noises and len(self.noises) != self.n_batteries:
+            raise ValueError(f"{len(self.noises)} noise lists for {self.n_batteries} batteries")
+        unknown = sorted({k for kinds in self.noises for k in kinds} - set(TRAINING_NOISES))
+        if unknown:
+            raise ValueError(f"unknown training noises {unknown}")
+        return self
+
+
+class BatteryArray(nn.Module):
+    """n_batteries × n_phases SphereSolver banks of one config; state keys ``banks.{i}.{param}``
+    with i = battery · n_phases + phase."""
+
+    def __init__(self, config: BatteryArrayConfig) -> None:
+        super().__init__()
+        self.config = config
+        n_banks = config.n_batteries * config.n_phases
+        self.banks = nn.ModuleList(SphereSolver(config.model) for _ in range(n_banks))
+
+    def bank(self, battery: int | str, phase: int | str = -1) -> SphereSolver:
+        """The solver of ``battery`` at ``phase``, each a name or an index (negative from the
+        end). Unknown names raise KeyError, indices out of range IndexError."""
+        c = self.config
+        b, p = _position(battery, c.batteries, "battery"), _position(phase, c.phases, "phase")
+        return self.banks[b * c.n_phases + p]
+
+    @torch.no_grad()
+    def signature(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image reconstruction MSE of every bank, no autograd graph: the array's feature.
+
+        Args:
+            images: (B, C, H, W) finite floating-point images (see ``SphereSolver.forward``).
+
+        Returns:
+            (B, n_batteries, n_phases): entry [i, b, p] is the mean over C, H, W of
+            (bank(b, p)(images)["recon"] − images)²[i]. Banks run one after another, so peak
+            memory is one bank's forward pass.
+        """
+        c = self.config
+        mse = [(bank(images)["recon"] - images).square().flatten(1).mean(1) for bank in self.banks]
+        return torch.stack(mse, dim=1).unflatten(1, (c.n_batteries, c.n_phases))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`signature`: (B, C, H, W) → (B, n_batteries, n_phases)."""
+        return self.signature(images)
+
+    def extract_codebooks(
+        self,
+        calibration: str = "sixteen_noise",
+        n: int = 64,
+        seed: int = 0,
+        *,
+        banks: Iterable[int | str] | None = None,
+        **extract_kwargs: Any,
+    ) -> dict[str, Codebook]:
+        """One codebook per bank, each extracted on the same calibration set.
+
+        Args:
+            calibration, n, seed: the calibration set, as in :func:`extract_codebook`.
+            banks: flat indices or "battery/phase" keys; all banks when None.
+            **extract_kwargs: further :func:`extract_codebook` options (not ``name``).
+
+        Returns:
+            "battery/phase" → that bank's codebook, named by the same key, in request order.
+        """
+        keys = self.config.bank_keys
+        flat = range(len(keys)) if banks is None else [_position(k, keys, "bank") for k in banks]
+        return {
+            keys[i]: extract_codebook(
+                self.banks[i], calibration, n, seed, name=keys[i], **extract_kwargs
+            )
+            for i in flat
+        }
+
+    @classmethod
+    def from_solvers(
+        cls,
+        solvers: Sequence[SphereSolver],
+        names: Sequence[str],
+        noises: Sequence[Sequence[str]] | None = None,
+        phases: Sequence[str] = ("final",),
+    ) -> BatteryArray:
+        """An array holding copies of trained solvers (dtype kept), given in flat order: every
+        phase of battery 0, then of battery 1, …
+
+        Raises:
+            ValueError: the count is not len(names) · len(phases), the configs differ (the
+                message names the solver and the fields), or the metadata is invalid.
+        """
+        if not solvers or len(solvers) != len(names) * len(phases):
+            raise ValueError(
+                f"expected {len(names)} batteries × {len(phases)} phases = "
+                f"{len(names) * len(phases)} solvers, got {len(solvers)}"
+            )
+        reference = solvers[0].config.model_dump()
+        for i, solver in enumerate(solvers):
+            fields = solver.config.model_dump()
+            diff = [f"{k} {fields[k]!r} ≠ {v!r}" for k, v in reference.items() if fields[k] != v]
+            if diff:
+                raise ValueError(f"solver {i} config differs from solver 0's: {', '.join(diff)}")
+        config = BatteryArrayConfig(
+            model=solvers[0].config,
+            batteries=tuple(names),
+            phases=tuple(phases),
+            noises=tuple(tuple(kinds) for kinds in noises or ()),
+        )
+        array = cls(config)
+        for bank, solver in zip(array.banks, solvers, strict=True):
+            bank.load_state_dict(
+                {k: v.clone() for k, v in solver.state_dict().items()}, assign=True
+            )
+        return array.eval()
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder`` atomically: a sibling
+        temporary folder renamed into place. A non-empty folder without a ``config.json`` is
+        refused (CheckpointError) rather than replaced. Returns the folder."""
+        target = Path(folder)
+        occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
+        if occupied and not (target / CONFIG_FILE).is_file():
+            raise CheckpointError("exists and is not a saved array; not overwriting", target)
+        doc = {"model_class": type(self).__name__, **self.config.model_dump(mode="json")}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            _write_synced(tmp / WEIGHTS_FILE, save(tensors))
+            _write_synced(tmp / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
+            _swap_into_place(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BatteryArray:
+        """Read a folder written by :meth:`save` (in eval mode, dtype as saved).
+
+        Raises:
+            CheckpointNotFoundError: a file is missing. CheckpointError: a file is not JSON or
+            safetensors, not a BatteryArray config, or the weights do not fit the config; the
+            error names the file.
+        """
+        config_path, weights_path = Path(folder) / CONFIG_FILE, Path(folder) / WEIGHTS_FILE
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CheckpointNotFoundError("missing: not a saved battery array", path)
+        try:
+            doc = json.loads(config_path.read_text())
+            kind = doc.pop("model_class", None) if isinstance(doc, dict) else None
+            if kind != cls.__name__:
+                raise ValueError(f"model_class is {kind!r}, not {cls.__name__!r}")
+            config = BatteryArrayConfig(**doc)
+        except ValueError as err:  # JSON, UTF-8 and pydantic errors are all ValueErrors
+            raise CheckpointError(f"not a battery-array config ({err})", config_path) from err
+        try:
+            state = load_file(weights_path)
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"not a valid safetensors file ({err})", weights_path) from err
+        array = cls(config)
+        expected = {k: v.shape for k, v in array.state_dict().items()}
+        found = {k: v.shape for k, v in state.items() if v.is_floating_point()}
+        misfits = sorted(
+            k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
+        )
+        if misfits:
+            raise CheckpointError(
+                f"weights do not fit the config: {len(misfits)} tensors missing, unexpected, "
+                f"not floating-point or of another shape, first {misfits[0]!r}",
+                weights_path,
+            )
+        array.load_state_dict(state, assign=True)
+        return array.eval()
+
+
+def _position(key: int | str, names: Sequence[str], kind: str) -> int:
+    """Index of ``key`` (a name, or an index that may be negative) among ``names``."""
+    if isinstance(key, str):
+        if key not in names:
+            raise KeyError(f"unknown {kind} {key!r}; known: {', '.join(names)}")
+        return names.index(key)
+    if not -len(names) <= key < len(names):
+        raise IndexError(f"{kind} index {key} out of range for {len(names)} {kind}s")
+    return key % len(names)
