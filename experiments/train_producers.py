@@ -96,7 +96,7 @@ def main() -> None:
         SphereSolver.from_preset("freckles"), "freckles", device, epochs=1, steps_per_epoch=1
     )
     steps = int(args.minutes_freckles * 60 * probe / 256)
-    epochs = 4
+    epochs = 8
     for name, overrides in (("freckles", {}), ("freckles-bypass", {"readout": "bypass"})):
         log["runs"][name] = _train(
             name,
