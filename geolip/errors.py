@@ -68,3 +68,36 @@ class CheckpointError(GeolipError, ValueError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint path does not exist."""
+
+
+class OptionalDependencyError(GeolipError, ImportError):
+    """A feature needs a package that is not installed.
+
+    Attributes:
+        package: the missing distribution, as pip names it.
+        install: the command that provides it.
+    """
+
+    def __init__(self, package: str, purpose: str, install: str) -> None:
+        self.package = package
+        self.install = install
+        super().__init__(f"{purpose} needs the package {package!r}; install it with: {install}")
+
+
+class DatasetError(GeolipError, ValueError):
+    """A dataset cannot be used: empty, malformed, or its source files are unreadable.
+
+    Attributes:
+        path: the file concerned, or ``None`` for in-memory data.
+        problem: what is wrong, in one sentence.
+    """
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class IncompatibleInputError(GeolipError, ValueError):
+    """Inputs that cannot go together: images a producer cannot take, a codebook whose D is not
+    the producer's, features a head was not trained on. Raised before any work starts."""

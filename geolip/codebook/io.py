@@ -305,8 +305,8 @@ def write_artifact(path: str | Path, payload: bytes, sidecar: str) -> Path:
     target = Path(path)
     if target.suffix == ".safetensors":
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(target, payload)
-        _atomic_write(target.with_suffix(".json"), sidecar.encode())
+        atomic_write(target, payload)
+        atomic_write(target.with_suffix(".json"), sidecar.encode())
         return target
     foreign = not target.is_dir() or any(target.iterdir()) if target.exists() else False
     if foreign and not (target / TENSOR_FILE).exists():
@@ -345,7 +345,9 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file and a rename: readers see the
+    old file or the new one, never a partial one."""
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         _write_synced(tmp, data)
