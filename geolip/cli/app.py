@@ -12,6 +12,7 @@ import typer
 
 from geolip.cli import output
 from geolip.cli.codebook import codebook_app
+from geolip.cli.downstream import classify_app, features, ood_app
 from geolip.cli.producers import extract, quickstart, train_app
 from geolip.errors import (
     CheckpointError,
@@ -34,7 +35,10 @@ app = typer.Typer(
 )
 app.add_typer(codebook_app, name="codebook")
 app.add_typer(train_app, name="train")
+app.add_typer(classify_app, name="classify")
+app.add_typer(ood_app, name="ood")
 app.command()(quickstart)
+app.command()(features)
 codebook_app.command()(extract)
 
 

@@ -1,0 +1,297 @@
+"""Linear and small MLP heads on frozen features; train at one resolution, evaluate at any.
+
+A head reads one pooled feature (``mean`` (B, V, K), ``hist`` (B, K) or ``map`` (B, K, gh, gw))
+and standardises it with the training set's per-dimension mean and std (stored in the head).
+``mean`` and ``hist`` have the same shape at every image size; ``map`` is average-pooled onto
+a fixed ``pool_grid`` first. So a head trained on 64 × 64 features takes 512 × 512 features
+without any change. The head records the producer and codebook it was trained on and refuses
+features from any other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+from torch import nn
+from torch.nn.functional import adaptive_avg_pool2d, cross_entropy
+
+from geolip.codebook.io import atomic_write
+from geolip.downstream.features import FeatureKind, Features
+from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
+
+HeadKind = Literal["linear", "mlp"]
+HEAD_FORMAT = "geolip.head"
+HEAD_VERSION = 1
+STD_FLOOR = 1e-6
+
+
+class FeatureHead(nn.Module):
+    """Standardise → flatten → Linear (``linear``) or Linear–GELU–Linear (``mlp``) → logits.
+
+    Args:
+        feature_shape: shape of one example, e.g. (V, K); for 3-D (K, gh, gw) map features
+            the grid is first average-pooled to ``pool_grid``.
+        n_classes: number of logits.
+        kind: ``linear`` or ``mlp`` (one hidden layer of ``hidden`` units).
+        pool_grid: (h, w) for map features, ignored otherwise.
+    """
+
+    def __init__(
+        self,
+        feature_shape: tuple[int, ...],
+        n_classes: int,
+        kind: HeadKind = "linear",
+        hidden: int = 64,
+        pool_grid: tuple[int, int] = (4, 4),
+    ) -> None:
+        super().__init__()
+        self.feature_shape = tuple(feature_shape)
+        self.kind = kind
+        self.pool_grid = tuple(pool_grid)
+        width = self._flat_width()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        if kind == "linear":
+            self.net: nn.Module = nn.Linear(width, n_classes)
+        elif kind == "mlp":
+            layers = (nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, n_classes))
+            self.net = nn.Sequential(*layers)
+        else:
+            raise ValueError(f"head kind must be 'linear' or 'mlp', got {kind!r}")
+
+    def _flat_width(self) -> int:
+        if len(self.feature_shape) == 3:
+            return self.feature_shape[0] * self.pool_grid[0] * self.pool_grid[1]
+        return int(torch.Size(self.feature_shape).numel())
+
+    def flatten(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *feature_shape) → (B, F); map features pooled to ``pool_grid`` first."""
+        if x.ndim == 4:
+            x = adaptive_avg_pool2d(x, self.pool_grid)
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *feature_shape) features → (B, n_classes) logits."""
+        return self.net((self.flatten(x) - self.mean) / self.std)
+
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class HeadInfo(BaseModel):
+    """What a head was trained on; stored beside its weights."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: HeadKind
+    feature: str
+    feature_shape: tuple[int, ...]
+    n_classes: int
+    classes: tuple[str, ...]
+    hidden: int
+    pool_grid: tuple[int, int]
+    producer_id: str | None
+    codebook_id: str | None
+    train_fingerprint: str | None
+    train_size: tuple[int, int] | None
+    n_train: int
+    epochs: int
+    seed: int
+    train_accuracy: float
+
+
+@dataclass(frozen=True)
+class TrainedHead:
+    """A fitted :class:`FeatureHead` (eval mode) and its :class:`HeadInfo`."""
+
+    head: FeatureHead
+    info: HeadInfo
+
+    @torch.no_grad()
+    def predict(self, features: Features) -> torch.Tensor:
+        """Logits (N, n_classes) for features from the same producer and codebook."""
+        return self.head(self._input(features))
+
+    def accuracy(self, features: Features) -> float:
+        """Fraction of ``features.labels`` predicted correctly."""
+        return accuracy(self.head, self._input(features), features.labels)
+
+    def _input(self, features: Features) -> torch.Tensor:
+        i = self.info
+        for name, ours, theirs in (
+            ("producer", i.producer_id, features.producer_id),
+            ("codebook", i.codebook_id, features.codebook_id),
+        ):
+            if ours is not None and ours != theirs:
+                raise IncompatibleInputError(
+                    f"head was trained on {name} {ours[:12]}, features come from {theirs[:12]}"
+                )
+        x = features[i.feature]
+        shape = tuple(x.shape[1:])
+        # map features of any grid fit: only K must agree, the grid is pooled
+        fits = shape[:1] == i.feature_shape[:1] if len(shape) == 3 else shape == i.feature_shape
+        if len(shape) != len(i.feature_shape) or not fits:
+            raise IncompatibleInputError(
+                f"head takes {i.feature!r} features of shape {i.feature_shape}, got {shape}"
+            )
+        return x
+
+
+def fit_head(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    *,
+    kind: HeadKind = "linear",
+    hidden: int = 64,
+    pool_grid: tuple[int, int] = (4, 4),
+    epochs: int = 100,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> FeatureHead:
+    """Fit a head by Adam on cross-entropy over (N, *feature_shape) inputs and (N,) labels.
+
+    Initialisation and batch order come from ``seed`` only (the global RNG is untouched), so a
+    fit is reproducible on a given machine. Returns the head in eval mode, on the CPU.
+    """
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise IncompatibleInputError(f"{x.shape[0]} feature rows for {y.shape[0]} labels")
+    x, y = x.float().cpu(), y.long().cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = FeatureHead(tuple(x.shape[1:]), n_classes, kind, hidden, pool_grid)
+    flat = head.flatten(x)
+    head.mean.copy_(flat.mean(dim=0))
+    head.std.copy_(flat.std(dim=0, unbiased=False).clamp(min=STD_FLOOR))
+    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    head.train()
+    for _ in range(epochs):
+        order = torch.randperm(x.shape[0], generator=gen)
+        for start in range(0, x.shape[0], batch_size):
+            rows = order[start : start + batch_size]
+            loss = cross_entropy(head(x[rows]), y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``head`` on inputs (N, ...) and labels (N,)."""
+    correct = 0
+    for start in range(0, x.shape[0], batch_size):
+        logits = head(x[start : start + batch_size].float())
+        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+    return correct / max(x.shape[0], 1)
+
+
+def train_head(
+    features: Features,
+    feature: FeatureKind = "mean",
+    *,
+    classes: tuple[str, ...] | None = None,
+    kind: HeadKind = "linear",
+    hidden: int = 64,
+    pool_grid: tuple[int, int] = (4, 4),
+    epochs: int = 100,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> TrainedHead:
+    """Train a head on one kind of ``features``; see :func:`fit_head` for the optimisation.
+
+    ``classes`` names the labels (default ``"0"``, ``"1"``, ...); their count fixes the logits.
+    """
+    x, y = features[feature], features.labels
+    names = classes or tuple(str(i) for i in range(int(y.max()) + 1))
+    head = fit_head(
+        x,
+        y,
+        len(names),
+        kind=kind,
+        hidden=hidden,
+        pool_grid=pool_grid,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    info = HeadInfo(
+        kind=kind,
+        feature=feature,
+        feature_shape=tuple(x.shape[1:]),
+        n_classes=len(names),
+        classes=names,
+        hidden=hidden,
+        pool_grid=pool_grid,
+        producer_id=features.producer_id,
+        codebook_id=features.codebook_id,
+        train_fingerprint=features.dataset_fingerprint,
+        train_size=features.size,
+        n_train=len(features),
+        epochs=epochs,
+        seed=seed,
+        train_accuracy=accuracy(head, x, y),
+    )
+    return TrainedHead(head, info)
+
+
+def save_head(trained: TrainedHead, path: str | Path) -> Path:
+    """Write one ``.safetensors`` file atomically: weights and buffers, the info as metadata."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in trained.head.state_dict().items()}
+    metadata = {
+        "format": HEAD_FORMAT,
+        "version": str(HEAD_VERSION),
+        "info": trained.info.model_dump_json(),
+    }
+    atomic_write(target, save(state, metadata=metadata))
+    return target
+
+
+def load_head(path: str | Path) -> TrainedHead:
+    """Read a head written by :func:`save_head`.
+
+    Raises:
+        CheckpointNotFoundError: no such file.
+        CheckpointError: not a geolip head, a version this library does not read, or weights
+            that do not fit the recorded shapes.
+    """
+    target = Path(path)
+    if not target.is_file():
+        raise CheckpointNotFoundError("no head file here", target)
+    try:
+        with safe_open(target, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"not a valid safetensors file ({err})", target) from err
+    if meta.get("format") != HEAD_FORMAT:
+        raise CheckpointError("not a geolip classification head", target)
+    if meta.get("version") != str(HEAD_VERSION):
+        raise CheckpointError(f"head format version {meta.get('version')} is not 1", target)
+    try:
+        info = HeadInfo(**json.loads(meta["info"]))
+    except (KeyError, json.JSONDecodeError, ValidationError) as err:
+        raise CheckpointError(f"head info is malformed ({err})", target) from err
+    head = FeatureHead(info.feature_shape, info.n_classes, info.kind, info.hidden, info.pool_grid)
+    try:
+        head.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"weights do not fit the head info ({first})", target) from err
+    return TrainedHead(head.eval(), info)
