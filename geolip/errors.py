@@ -52,6 +52,36 @@ class IncompatibleCodebooksError(CodebookError, ValueError):
         super().__init__(problem)
 
 
+class HubError(GeolipError):
+    """A transfer to or from a Hugging Face Hub repo was refused or failed.
+
+    Attributes:
+        repo_id: the repo concerned.
+        revision: the branch, tag or commit asked for, or ``None``.
+        problem: what is wrong, in one sentence.
+    """
+
+    def __init__(self, problem: str, repo_id: str, revision: str | None = None) -> None:
+        self.repo_id = repo_id
+        self.revision = revision
+        self.problem = problem
+        where = repo_id if revision is None else f"{repo_id}@{revision}"
+        super().__init__(f"{where}: {problem}")
+
+
+class HubUnreachableError(HubError, ConnectionError):
+    """The endpoint did not answer within the timeout, or offline mode forbids asking it."""
+
+
+class HubNotFoundError(HubError, FileNotFoundError):
+    """No such repo or revision, a file the artifact needs is missing, or an offline cache miss."""
+
+
+class HubIntegrityError(HubError):
+    """Bytes differ from the hashes the Hub advertised or the store recorded, or the content id
+    is not the one expected: altered in transit, on the server or in the cache."""
+
+
 class CheckpointError(GeolipError, ValueError):
     """A model checkpoint was refused: unreadable, foreign, inconsistent or unsupported.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -17,6 +17,9 @@ from geolip.codebook.schema import FORMAT_VERSION, CodebookMeta, Lineage, Qualit
 from geolip.errors import CodebookValidationError
 from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.projective import canonical_sign
+
+if TYPE_CHECKING:
+    from geolip.codebook.hub_files import PublishedCommit
 
 _KEEP_NORM_TOLERANCE = 1e-6
 _STAT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -146,6 +149,35 @@ class Codebook:
         codebook twice gives identical bytes. Returns the ``.safetensors`` path."""
         payload = io.serialize(self._axes, self._stats, self._meta, self._id)
         return io.write_artifact(path, payload, io.sidecar_json(self._meta, self._id))
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        private: bool = False,
+        token: str | None = None,
+        endpoint: str | None = None,
+        **options: Any,
+    ) -> PublishedCommit:
+        """Publish as a Hub model repo in one commit on branch ``revision`` (default main):
+        ``codebook.safetensors``, ``codebook.json`` and a generated ``README.md`` card. Returns
+        the commit, whose sha pins it. Options (``base_model``, ``license``, ...): see
+        :func:`geolip.codebook.hub.push_to_hub`."""
+        from geolip.codebook import hub
+
+        return hub.push_to_hub(self, repo_id, revision, private, token, endpoint, **options)
+
+    @classmethod
+    def from_hub(
+        cls, repo_id: str, revision: str | None = None, endpoint: str | None = None, **options: Any
+    ) -> Codebook:
+        """Fetch a codebook from a Hub repo at ``revision`` (branch, tag or commit sha): file
+        hashes checked, then the full verified load, before anything is cached; works from the
+        cache under HF_HUB_OFFLINE=1. Options (``token``, ``cache_dir``, ``expected_id``, ...):
+        see :func:`geolip.codebook.hub.fetch`."""
+        from geolip.codebook import hub
+
+        return hub.fetch(repo_id, revision, endpoint, **options).codebook
 
     def with_meta(self, **fields: Any) -> Codebook:
         """A copy with some meta fields replaced; the axes, stats and id are unchanged."""
