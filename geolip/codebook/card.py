@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from huggingface_hub import ModelCardData
+import yaml
 
 from geolip.codebook.schema import FORMAT_TAG, FORMAT_VERSION, QualityReport
 
@@ -43,8 +43,11 @@ RELATIONS: Mapping[str, str] = MappingProxyType(
 
 
 def front_matter(metadata: Mapping[str, Any]) -> str:
-    """``---``-fenced YAML as the Hub reads it (huggingface_hub's own dumper, keys in order)."""
-    return f"---\n{ModelCardData(**metadata).to_yaml()}\n---\n"
+    """``---``-fenced YAML, keys in the given order. Non-ASCII characters are written as
+    escapes: PyYAML writes some of them raw (U+0085, U+2028) and then reads them back as line
+    breaks, so only escaped text parses back to exactly the lineage and name that were sent."""
+    text = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=False, width=1000)
+    return f"---\n{text}---\n"
 
 
 def card_metadata(
