@@ -10,8 +10,6 @@ is the array's output: ``signature`` (B, n_batteries, n_phases).
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,17 +17,15 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import nn
 
 from geolip.codebook import Codebook
-from geolip.codebook.io import _swap_into_place, _write_synced
 from geolip.errors import CheckpointError, CheckpointNotFoundError
 from geolip.producers.extract import extract_codebook
 from geolip.producers.noise import TRAINING_NOISES
+from geolip.producers.pretrained import CONFIG_FILE, WEIGHTS_FILE, PretrainedModule
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
-
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 
 
 class BatteryArrayConfig(BaseModel):
@@ -75,7 +71,7 @@ class BatteryArrayConfig(BaseModel):
         return self
 
 
-class BatteryArray(nn.Module):
+class BatteryArray(PretrainedModule):
     """n_batteries × n_phases SphereSolver banks of one config; state keys ``banks.{i}.{param}``
     with i = battery · n_phases + phase."""
 
@@ -179,26 +175,16 @@ class BatteryArray(nn.Module):
             )
         return array.eval()
 
+    def pretrained_config(self) -> dict[str, Any]:
+        """``config.json`` of a saved array: ``model_class`` and the array config."""
+        return {"model_class": type(self).__name__, **self.config.model_dump(mode="json")}
+
     def save(self, folder: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``folder`` atomically: a sibling
         temporary folder renamed into place. A non-empty folder without a ``config.json`` is
-        refused (CheckpointError) rather than replaced. Returns the folder."""
-        target = Path(folder)
-        occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
-        if occupied and not (target / CONFIG_FILE).is_file():
-            raise CheckpointError("exists and is not a saved array; not overwriting", target)
-        doc = {"model_class": type(self).__name__, **self.config.model_dump(mode="json")}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.mkdir()
-            _write_synced(tmp / WEIGHTS_FILE, save(tensors))
-            _write_synced(tmp / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
-            _swap_into_place(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
+        refused (CheckpointError) rather than replaced. Returns the folder. The same as
+        :meth:`save_pretrained`."""
+        return self.save_pretrained(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> BatteryArray:
@@ -240,6 +226,7 @@ class BatteryArray(nn.Module):
         array.load_state_dict(state, assign=True)
         return array.eval()
 
+    from_folder = load
 
 def _position(key: int | str, names: Sequence[str], kind: str) -> int:
     """Index of ``key`` (a name, or an index that may be negative) among ``names``."""

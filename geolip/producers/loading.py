@@ -10,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from geolip.errors import CheckpointError, CheckpointNotFoundError
+from geolip.producers.battery_array import BatteryArray
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 from geolip.producers.upstream import load_upstream
 
@@ -76,3 +77,20 @@ def load_producer(source: str | Path) -> SphereSolver:
     if path.is_dir():
         return load_checkpoint_model(path)
     return load_upstream(path)
+
+
+def load_pretrained_folder(folder: str | Path) -> SphereSolver | BatteryArray:
+    """A pretrained folder (or training checkpoint) of the producer class its config.json names."""
+    try:
+        kind = json.loads((Path(folder) / "config.json").read_text()).get("model_class")
+    except (OSError, ValueError, AttributeError):
+        kind = None  # the SphereSolver loader says what is wrong with the folder
+    return BatteryArray.load(folder) if kind == "BatteryArray" else load_checkpoint_model(folder)
+
+
+def load_model(source: str | Path) -> SphereSolver | BatteryArray:
+    """Any producer geolip can publish: a folder of any producer class (see
+    :func:`load_pretrained_folder`), ``pretrained:NAME`` or an upstream checkpoint file."""
+    if Path(source).is_dir():
+        return load_pretrained_folder(source)
+    return load_producer(source)

@@ -17,6 +17,7 @@ cropped back. Despite the upstream name there is nothing variational: no samplin
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,7 @@ from geolip.producers.patches import (
     stitch_patches,
     tile_grid,
 )
+from geolip.producers.pretrained import PretrainedModule
 from geolip.solvers.linalg import gram_svd, sphere_normalize
 
 
@@ -188,7 +190,7 @@ class BoundarySmooth(nn.Module):
         return x + self.net(x)
 
 
-class SphereSolver(nn.Module):
+class SphereSolver(PretrainedModule):
     """Patch encoder onto the sphere, spectral coordination, patch decoder (upstream PatchSVAE).
 
     ``encode_rows`` is the producer contract every downstream piece reads; ``forward`` runs the
@@ -229,6 +231,18 @@ class SphereSolver(nn.Module):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
         return cls(SphereSolverConfig(**{**PRESETS[name].model_dump(), **overrides}), preset=name)
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """``config.json`` of a pretrained folder, with a training checkpoint's keys."""
+        model = self.config.model_dump(mode="json")
+        return {"model_class": type(self).__name__, "model": model, "preset": self.preset}
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> SphereSolver:
+        """A pretrained folder or a training checkpoint (``loading.load_checkpoint_model``)."""
+        from geolip.producers.loading import load_checkpoint_model
+
+        return load_checkpoint_model(folder)
 
     def param_count(self) -> int:
         """Number of trainable scalars (matches the §A.9 formula)."""

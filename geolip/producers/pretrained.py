@@ -1,0 +1,134 @@
+"""A producer's pretrained folder, in the huggingface_hub ModelHubMixin convention.
+
+    config.json         {"model_class": NAME, ...}: the pydantic config as JSON
+    model.safetensors   the state dict
+
+A SphereSolver writes ``{"model_class": "SphereSolver", "model": config, "preset": name}``, the
+keys a training checkpoint's ``config.json`` has, so ``loading.load_checkpoint_model`` reads a
+pretrained folder and a training checkpoint alike; a BatteryArray writes
+``{"model_class": "BatteryArray", **config}``. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from safetensors.torch import save
+from torch import nn
+
+from geolip.codebook.io import _swap_into_place, _write_synced
+from geolip.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from geolip.codebook.hub_files import PublishedCommit
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+M = TypeVar("M", bound="PretrainedModule")
+
+
+def pretrained_files(
+    config: Mapping[str, Any], state: Mapping[str, torch.Tensor]
+) -> dict[str, bytes]:
+    """The bytes of ``config.json`` (sorted keys, indent 2) and ``model.safetensors`` (tensors
+    moved to the CPU, made contiguous); the same model always gives the same bytes."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    text = json.dumps(dict(config), indent=2, sort_keys=True) + "\n"
+    return {CONFIG_FILE: text.encode(), WEIGHTS_FILE: save(tensors)}
+
+
+def write_pretrained(folder: str | Path, files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (name → bytes) as the folder ``folder``, atomically: a synced sibling
+    temporary folder renamed into place, an earlier save swapped out only once the new one is
+    complete. A non-empty folder without a ``config.json`` is refused (CheckpointError) rather
+    than replaced. Returns the folder."""
+    target = Path(folder)
+    occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
+    if occupied and not (target / CONFIG_FILE).is_file():
+        raise CheckpointError("exists and is not a saved model; not overwriting", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        for name, data in files.items():
+            _write_synced(tmp / name, data)
+        _swap_into_place(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class PretrainedModule(nn.Module):
+    """An ``nn.Module`` with ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``.
+
+    A subclass says what its ``config.json`` holds (:meth:`pretrained_config`) and how to read a
+    folder back (:meth:`from_folder`, which must refuse foreign or inconsistent folders with a
+    CheckpointError naming the file).
+    """
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """The ``config.json`` document: ``model_class`` and the config, JSON-safe."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_folder(cls: type[M], folder: Path) -> M:
+        """Read a pretrained folder (in eval mode)."""
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``save_directory`` atomically
+        (see :func:`write_pretrained`). Returns the folder."""
+        return write_pretrained(
+            save_directory, pretrained_files(self.pretrained_config(), self.state_dict())
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        pretrained_model_name_or_path: str | Path,
+        revision: str | None = None,
+        **options: Any,
+    ) -> M:
+        """A model from a local pretrained (or training checkpoint) folder, or else from the Hub
+        repo of that id at ``revision`` (branch, tag or commit sha): both files checked against
+        the Hub's hashes and loaded before anything is cached; works from the cache under
+        HF_HUB_OFFLINE=1. Options (``endpoint``, ``token``, ``cache_dir``,
+        ``local_files_only``, ``timeout``): see :func:`geolip.producers.hub.fetch_pretrained`."""
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir():
+            return cls.from_folder(path)
+        from geolip.producers import hub
+
+        return hub.fetch_pretrained(
+            str(pretrained_model_name_or_path), cls.from_folder, revision, **options
+        ).model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        private: bool = False,
+        token: str | None = None,
+        endpoint: str | None = None,
+        **options: Any,
+    ) -> PublishedCommit:
+        """Publish ``config.json``, ``model.safetensors`` and a generated ``README.md`` card in
+        one commit on branch ``revision`` (default main); see
+        :func:`geolip.producers.hub.push_pretrained` for the options."""
+        from geolip.producers import hub
+
+        return hub.push_pretrained(
+            self,
+            repo_id,
+            revision=revision,
+            private=private,
+            token=token,
+            endpoint=endpoint,
+            **options,
+        )
