@@ -13,6 +13,7 @@ import typer
 from geolip.cli import output
 from geolip.cli.codebook import codebook_app
 from geolip.cli.downstream import classify_app, features, ood_app
+from geolip.cli.hub import codebook_pull, codebook_push, model_app
 from geolip.cli.producers import extract, quickstart, train_app
 from geolip.errors import (
     CheckpointError,
@@ -21,6 +22,7 @@ from geolip.errors import (
     CodebookIntegrityError,
     CodebookValidationError,
     GeolipError,
+    HubIntegrityError,
 )
 
 EXIT_RUNTIME = 1
@@ -37,9 +39,12 @@ app.add_typer(codebook_app, name="codebook")
 app.add_typer(train_app, name="train")
 app.add_typer(classify_app, name="classify")
 app.add_typer(ood_app, name="ood")
+app.add_typer(model_app, name="model")
 app.command()(quickstart)
 app.command()(features)
 codebook_app.command()(extract)
+codebook_app.command("push")(codebook_push)
+codebook_app.command("pull")(codebook_pull)
 
 
 @app.callback()
@@ -62,6 +67,7 @@ def exit_code_for(err: BaseException) -> int:
         CodebookIntegrityError,
         CodebookValidationError,
         CheckpointError,
+        HubIntegrityError,
     )
     return EXIT_INTEGRITY if isinstance(err, integrity) else EXIT_RUNTIME
 
