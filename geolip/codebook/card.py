@@ -194,7 +194,7 @@ def _quality(q: QualityReport | None, source: str, dim: int) -> str:
     )
     text += (
         f"\n### Null model\n\n{n.n_trials} draws of the i.i.d. null ({drawn}), seed {n.seed}. "
-        f"The observed deviation sits at percentile {n.percentile:.1f}: {_reading(n.percentile)}\n"
+        f"The observed deviation sits at percentile {n.percentile:.1f}, {_reading(n.percentile)}\n"
     )
     if q.controls:
         rows = [

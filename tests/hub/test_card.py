@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from huggingface_hub import ModelCard
@@ -12,6 +14,7 @@ from geolip import Codebook
 from geolip.codebook.card import RELATIONS, card_metadata, codebook_card, front_matter
 from geolip.codebook.schema import Lineage
 
+HUB_DOC = Path(__file__).parents[2] / "docs" / "hub.md"
 AXES = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 hex_ids = st.text("0123456789abcdef", min_size=64, max_size=64)
 repo_ids = st.from_regex(r"[a-z][a-z0-9-]{0,8}/[a-z][a-z0-9._-]{0,12}", fullmatch=True)
@@ -83,3 +86,12 @@ def test_card_body_reports_quality_beside_the_null() -> None:
     assert "No quality report" in codebook_card(
         single, repo_id="a/b", quality=None, quality_source=""
     )
+
+
+def test_the_card_in_docs_is_that_of_the_codebook_it_names() -> None:
+    text = HUB_DOC.read_text().split("````markdown\n", 1)[1].split("\n````", 1)[0]
+    data = ModelCard(text).data.to_dict()
+    cb = Codebook.random(32, 4, seed=0)
+    assert data["geolip"]["codebook_id"] == cb.id
+    assert data["geolip"]["lineage"] == cb.meta.lineage.model_dump(mode="json")
+    assert f'assert cb.id == "{cb.id}"' in text
