@@ -311,17 +311,24 @@ def write_artifact(path: str | Path, payload: bytes, sidecar: str) -> Path:
     foreign = not target.is_dir() or any(target.iterdir()) if target.exists() else False
     if foreign and not (target / TENSOR_FILE).exists():
         raise CodebookFormatError("exists and is not a codebook artifact; not overwriting", target)
+    write_folder(target, {TENSOR_FILE: payload, META_FILE: sidecar.encode()})
+    return target / TENSOR_FILE
+
+
+def write_folder(target: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``files`` (name → bytes) as the folder ``target`` so that a failure never leaves a
+    partial one: each file is synced into a sibling temporary folder, which is renamed into
+    place; an existing ``target`` is swapped out only once the new folder is complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        _write_synced(tmp / TENSOR_FILE, payload)
-        _write_synced(tmp / META_FILE, sidecar.encode())
+        for name, data in files.items():
+            _write_synced(tmp / name, data)
         _swap_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target / TENSOR_FILE
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

@@ -12,8 +12,6 @@ pretrained folder and a training checkpoint alike; a BatteryArray writes
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from geolip.codebook.io import _swap_into_place, _write_synced
+from geolip.codebook.io import write_folder
 from geolip.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -43,23 +41,14 @@ def pretrained_files(
 
 
 def write_pretrained(folder: str | Path, files: Mapping[str, bytes]) -> Path:
-    """Write ``files`` (name → bytes) as the folder ``folder``, atomically: a synced sibling
-    temporary folder renamed into place, an earlier save swapped out only once the new one is
-    complete. A non-empty folder without a ``config.json`` is refused (CheckpointError) rather
-    than replaced. Returns the folder."""
+    """Write ``files`` (name → bytes) as the folder ``folder`` atomically (see
+    :func:`geolip.codebook.io.write_folder`). A non-empty folder without a ``config.json`` is
+    refused (CheckpointError) rather than replaced. Returns the folder."""
     target = Path(folder)
     occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
     if occupied and not (target / CONFIG_FILE).is_file():
         raise CheckpointError("exists and is not a saved model; not overwriting", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        for name, data in files.items():
-            _write_synced(tmp / name, data)
-        _swap_into_place(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_folder(target, files)
     return target
 
 
