@@ -36,7 +36,7 @@ from geolip.producers.patches import (
     tile_grid,
 )
 from geolip.producers.pretrained import PretrainedModule
-from geolip.solvers.linalg import gram_svd, sphere_normalize
+from geolip.solvers.linalg import SVDMethod, gram_svd, sphere_normalize
 
 
 class SphereSolverConfig(BaseModel):
@@ -207,6 +207,9 @@ class SphereSolver(PretrainedModule):
         super().__init__()
         self.config = config
         self.preset = preset  # name of the preset it was built from, if any (metadata only)
+        # how the SVD is computed (gram_svd's method); the same function either way, so it is
+        # not part of the config
+        self.svd_method: SVDMethod = "auto"
         c = config
         P, L = c.channels * c.patch_size**2, c.V * c.D  # patch floats, matrix floats
 
@@ -317,7 +320,7 @@ class SphereSolver(PretrainedModule):
         """M (B, n, V, D) → U (B, n, V, D), S (B, n, D), Vt (B, n, D, D) with U diag(S) Vt = M
         for the SVD; for the linear readout U := readout(M), S := its column norms, Vt := I."""
         if self.config.readout != "linear":
-            return gram_svd(M)
+            return gram_svd(M, method=self.svd_method)
         D = self.config.D
         U = self.readout(M.flatten(-2)).unflatten(-1, M.shape[-2:])  # (B, n, V, D)
         S = U.norm(dim=-2)  # (B, n, D)

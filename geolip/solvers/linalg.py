@@ -9,6 +9,9 @@ CPU or CUDA.
 
 from __future__ import annotations
 
+import importlib.util
+from typing import Literal
+
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
@@ -48,13 +51,29 @@ def sphere_normalize(m: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return torch.nn.functional.normalize(m, dim=-1, eps=eps)
 
 
+SVDMethod = Literal["auto", "eigh", "fused"]
+
+
+def fused_svd_supported(v: int, d: int) -> bool:
+    """Whether the fused Triton kernels take (V, D) matrices: D ≤ 16 and V·D small enough that a
+    padded matrix fits one program's registers (V ≤ 256 at D = 16, V ≤ 1,024 at D = 4)."""
+    pow2 = 1 << (max(v, 1) - 1).bit_length(), 1 << (max(d, 1) - 1).bit_length()
+    return d <= 16 and pow2[0] * pow2[1] <= 4096
+
+
 def gram_svd(
-    m: torch.Tensor, chunk_size: int = EIGH_CHUNK
+    m: torch.Tensor, chunk_size: int = EIGH_CHUNK, method: SVDMethod = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Thin SVD M = U diag(S) Vt of a batch of tall matrices via eigh of MᵀM in float64.
 
-    Computed in float64 with autocast disabled and cast back to m's dtype. The eigh runs on at
-    most ``chunk_size`` matrices at a time; the result does not depend on ``chunk_size``.
+    Two implementations of one function. ``"eigh"``: float64 Gram + ``torch.linalg.eigh`` on
+    at most ``chunk_size`` matrices at a time (the result does not depend on ``chunk_size``),
+    cast back to m's dtype; CPU or CUDA. ``"fused"``: one Triton launch per direction
+    (:mod:`geolip.solvers.svd_triton`): float64 Jacobi eigensolver in registers, U
+    re-orthonormalised, so UᵀU = I even for rank-deficient M; no batch limit; S and Vt are
+    computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
+    tensors the kernels support (:func:`fused_svd_supported`) when Triton is installed, else
+    ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
     Differentiable (custom backward, once): finite for equal or zero singular values, and exact
     for distinct ones; U diag(S) Vt has the identity as its derivative even at exact degeneracy.
     Other gauge-invariant uses that are smooth through a degeneracy (U Uᵀ, Vtᵀ g(S) Vt) lose
@@ -63,7 +82,8 @@ def gram_svd(
 
     Args:
         m: (..., V, D) real floating tensor with V ≥ D ≥ 1; leading dims are any batch shape.
-        chunk_size: matrices per eigh call, ≥ 1.
+        chunk_size: matrices per eigh call, ≥ 1 (``"eigh"`` only).
+        method: ``"auto"``, ``"eigh"`` or ``"fused"``.
 
     Returns:
         U: (..., V, D) with UᵀU = I on columns whose σ is well above the floor (columns of
@@ -73,8 +93,9 @@ def gram_svd(
             singular pair (column of U, row of Vt) is whatever eigh returns.
 
     Raises:
-        ValueError: m is not a real floating tensor of shape (..., V, D) with V ≥ D ≥ 1, or
-            chunk_size < 1.
+        ValueError: m is not a real floating tensor of shape (..., V, D) with V ≥ D ≥ 1,
+            chunk_size < 1, or method is unknown or ``"fused"`` for matrices it cannot take.
+        ImportError: method is ``"fused"`` and Triton is not installed.
     """
     if not isinstance(m, torch.Tensor):
         raise ValueError(f"m must be a torch.Tensor, got {type(m).__name__}")
@@ -87,8 +108,22 @@ def gram_svd(
         raise ValueError(f"m must be tall, (..., V, D) with V ≥ D ≥ 1, got V={v}, D={d}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    u, s, vt = _GramSVD.apply(m.reshape(-1, v, d), chunk_size)
+    if method not in ("auto", "eigh", "fused"):
+        raise ValueError(f"method must be 'auto', 'eigh' or 'fused', got {method!r}")
+    if method == "fused" and not fused_svd_supported(v, d):
+        raise ValueError(f"the fused kernels take D ≤ 16 and V·D ≤ 4,096 (padded), got {v}×{d}")
+    flat = m.reshape(-1, v, d)
+    if method == "fused" or (method == "auto" and _auto_fused(flat)):
+        u, s, vt = _FusedGramSVD.apply(flat)
+    else:
+        u, s, vt = _GramSVD.apply(flat, chunk_size)
     return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
+
+
+def _auto_fused(m: torch.Tensor) -> bool:
+    if not (m.is_cuda and fused_svd_supported(m.shape[-2], m.shape[-1])):
+        return False
+    return importlib.util.find_spec("triton") is not None
 
 
 def _degeneracy_eps(dtype: torch.dtype) -> float:
@@ -150,3 +185,38 @@ class _GramSVD(torch.autograd.Function):
             inner = f * (x - x.mT) + torch.diag_embed(2 * g_lam)
             g_m = g_u_scaled @ q.mT + m64 @ (q @ inner @ q.mT)
         return g_m.to(m.dtype), None
+
+
+class _FusedGramSVD(torch.autograd.Function):
+    """The fused Triton forward and backward; saves M and the float32/64 S, Vt."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, m: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from geolip.solvers.svd_triton import fused_svd_forward
+
+        m = m.contiguous()
+        u, s, vt = fused_svd_forward(m, SINGULAR_FLOOR_RTOL)
+        ctx.save_for_backward(m, s, vt)
+        return u, s.to(m.dtype), vt.to(m.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: FunctionCtx, g_u: torch.Tensor, g_s: torch.Tensor, g_vt: torch.Tensor
+    ) -> torch.Tensor:
+        from geolip.solvers.svd_triton import fused_svd_backward
+
+        m, s, vt = ctx.saved_tensors
+        return fused_svd_backward(
+            m,
+            s,
+            vt,
+            g_u.contiguous(),
+            g_s.to(s.dtype).contiguous(),
+            g_vt.to(vt.dtype).contiguous(),
+            floor_abs=torch.finfo(m.dtype).tiny ** 0.5,
+            floor_rtol=SINGULAR_FLOOR_RTOL,
+            degeneracy_eps=_degeneracy_eps(m.dtype),
+        )

@@ -1,0 +1,104 @@
+"""The fused Triton SVD against float64 references: on the GPU when there is one, else through
+Triton's interpreter on the CPU (same kernel source, numpy semantics)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+from geolip.solvers.linalg import fused_svd_supported, gram_svd
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# the interpreter runs a kernel as numpy, ~10⁴× slower: smaller V on the CPU
+SHAPES = (
+    [(48, 4), (32, 3), (20, 5), (24, 8)] if DEVICE == "cuda" else [(48, 4), (9, 3), (7, 5), (10, 8)]
+)
+
+
+def adversarial(v: int, d: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Unit-row matrices plus the hard cases: repeated rows (rank 1), a zero column (rank
+    D − 1), two equal singular values, a near-equal pair, scales 1e-20 and 1e20, all zero."""
+    gen = torch.Generator().manual_seed(v * 100 + d)
+    m = torch.nn.functional.normalize(torch.randn(12, v, d, generator=gen, dtype=dtype), dim=-1)
+    m[0] = m[0, :1].expand(v, d)
+    m[1, :, -1] = 0
+    q, _ = torch.linalg.qr(torch.randn(v, d, generator=gen, dtype=torch.float64))
+    w, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    sv = torch.linspace(3, 1, d, dtype=torch.float64)
+    sv[1] = sv[0]
+    m[2] = (q * sv @ w.mT).to(dtype)
+    sv[1] = sv[0] * (1 - 1e-6)
+    m[3] = (q * sv @ w.mT).to(dtype)
+    m[4] *= 1e-20
+    m[5] *= 1e20
+    m[6] = 0
+    return m.to(DEVICE)
+
+
+@pytest.mark.parametrize(("v", "d"), SHAPES)
+def test_forward_matches_float64_reference_on_hard_inputs(v: int, d: int) -> None:
+    m = adversarial(v, d)
+    u, s, vt = gram_svd(m, method="fused")
+    m64, u64, s64, vt64 = (t.double().cpu() for t in (m, u, s, vt))
+    eye = torch.eye(d, dtype=torch.float64)
+    norm = m64.flatten(1).norm(dim=1).clamp_min(1e-300)
+    rec = ((u64 * s64.unsqueeze(-2)) @ vt64 - m64).flatten(1).norm(dim=1) / norm
+    assert rec.max() < 1e-6
+    assert (u64.mT @ u64 - eye).abs().max() < 1e-6  # also for rank-deficient and zero M
+    assert (vt64 @ vt64.mT - eye).abs().max() < 1e-6
+    ref = torch.linalg.svdvals(m64)
+    assert ((s64 - ref).abs() / ref[:, :1].clamp_min(1e-300)).max() < 1e-6
+    assert torch.all(s64[:, :-1] >= s64[:, 1:])
+
+
+@pytest.mark.parametrize(("v", "d"), SHAPES[:3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_backward_agrees_with_the_eigh_path(v: int, d: int, dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(7)
+    m = torch.nn.functional.normalize(torch.randn(6, v, d, generator=gen, dtype=dtype), dim=-1)
+    m[0, 1] = m[0, 0]
+    w_u, w_s = torch.randn(6, v, d, generator=gen, dtype=dtype), torch.randn(6, d, dtype=dtype)
+    w_g = torch.randn(6, d, d, generator=gen, dtype=dtype)
+
+    def grad(method: str) -> torch.Tensor:
+        x = m.clone().to(DEVICE).requires_grad_(True)
+        u, s, vt = gram_svd(x, method=method)
+        rec = (u * s.unsqueeze(-2)) @ vt
+        proj = u @ u.mT
+        gram = (vt.mT * s.unsqueeze(-2).square()) @ vt
+        wu, ws, wg = w_u.to(DEVICE), w_s.to(DEVICE), w_g.to(DEVICE)
+        loss = (rec * wu).sum() + (s * ws).sum() + 1e-2 * (proj * (wu @ wu.mT)).sum()
+        (loss + (gram * wg).sum()).backward()
+        return x.grad.double().cpu()
+
+    eigh, fused = grad("eigh"), grad("fused")
+    assert torch.isfinite(fused).all()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert (eigh - fused).norm() / eigh.norm() < tol
+
+
+def test_gradcheck_of_a_gauge_invariant_loss() -> None:
+    gen = torch.Generator().manual_seed(3)
+    shape = (3, 7, 3) if DEVICE == "cuda" else (1, 4, 2)
+    m = torch.randn(*shape, generator=gen, dtype=torch.float64).to(DEVICE).requires_grad_(True)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        u, s, vt = gram_svd(x, method="fused")
+        return (u * s.sqrt().unsqueeze(-2)) @ vt
+
+    assert torch.autograd.gradcheck(f, (m,), eps=1e-6, atol=1e-7)
+
+
+def test_support_and_refusals() -> None:
+    assert fused_svd_supported(48, 4) and fused_svd_supported(256, 16)
+    assert not fused_svd_supported(512, 16) and not fused_svd_supported(64, 17)
+    with pytest.raises(ValueError, match="fused kernels take"):
+        gram_svd(torch.randn(2, 300, 16), method="fused")
+    with pytest.raises(ValueError, match="method must be"):
+        gram_svd(torch.randn(2, 8, 4), method="cusolver")  # type: ignore[arg-type]
