@@ -32,8 +32,12 @@ def machine() -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
+    gpu = ""
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}), "
     return (
-        f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, "
+        f"{gpu}{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"torch threads {torch.get_num_threads()}"
     )

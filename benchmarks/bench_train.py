@@ -1,0 +1,145 @@
+"""Sphere-solver training step on one GPU, per SVD route, against the model without its SVD.
+
+Configuration (issue 4): Freckles geometry (V=48, D=4, ps=4, hidden 384, depth 4, n_cross 2),
+batch 256 of 64×64, bf16 autocast, Adam, cross-attention clipping — geolip's Trainer step on a
+fixed pre-generated 16-noise batch, so the model step is timed, not noise generation (one row
+also times the full step with fresh noise). Routes: the fused kernels, the float64 eigh route,
+chunked gesvda, and "no SVD": the same model with U := M, S := column norms of M, Vt := I (the
+cross-attention and decoder still run), the speed limit of any SVD. "+compile": encoder and
+decoder under torch.compile, the SVD and attention eager.
+
+Usage: python benchmarks/bench_train.py [--steps N] [--no-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from svd_paths import ROUTES
+from timing import write_section
+
+from geolip.producers.noise import mixed_batch
+from geolip.producers.sphere_solver import SphereSolver
+from geolip.producers.train import Trainer, train_config
+
+
+class RoutedSolver(SphereSolver):
+    """A SphereSolver whose SVD runs through a named benchmark route (or none at all)."""
+
+    route = "fused"
+
+    def _spectral(self, M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.route == "none":
+            eye = torch.eye(M.shape[-1], device=M.device, dtype=M.dtype)
+            return M, M.norm(dim=-2), eye.expand(*M.shape[:-2], -1, -1)
+        u, s, vt = ROUTES[self.route](M.flatten(0, 1))
+        return (
+            u.unflatten(0, M.shape[:2]),
+            s.unflatten(0, M.shape[:2]),
+            vt.unflatten(0, M.shape[:2]),
+        )
+
+
+class FixedBatchTrainer(Trainer):
+    """The Trainer's step on one pre-generated batch."""
+
+    fixed: torch.Tensor | None = None
+
+    def _batch(self) -> torch.Tensor:
+        return super()._batch() if self.fixed is None else self.fixed
+
+
+def images_per_s(route: str, compiled: bool, fresh_noise: bool, steps: int) -> float:
+    torch.manual_seed(0)
+    model = RoutedSolver.from_preset("freckles")
+    model.route = route
+    if compiled:
+        model._encode = torch.compile(model._encode)
+        model._decode = torch.compile(model._decode)
+    config = train_config("freckles", epochs=1, steps_per_epoch=steps)
+    trainer = FixedBatchTrainer(model, config, Path("/tmp/bench_train"), device="cuda")
+    if not fresh_noise:
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        trainer.fixed, _ = mixed_batch(256, 64, generator=gen, device="cuda")
+    for _ in range(10 if not compiled else 25):
+        trainer.train_step()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    torch.cuda.synchronize()
+    return steps * config.batch_size / (time.perf_counter() - start)
+
+
+VARIANTS = [  # (label, route, compiled, fresh noise)
+    ("fused", "fused", False, False),
+    ("fused + compile", "fused", True, False),
+    ("eigh (float64, chunked)", "eigh", False, False),
+    ("gesvda (chunked)", "gesvda", False, False),
+    ("no SVD", "none", False, False),
+    ("no SVD + compile", "none", True, False),
+    ("fused, fresh noise every step", "fused", False, True),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_train needs a CUDA GPU")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    results = {}
+    for label, route, compiled, fresh in VARIANTS:
+        try:
+            results[label] = images_per_s(route, compiled, fresh, args.steps)
+        except Exception as err:  # a failed variant is reported, not hidden
+            results[label] = f"failed: {type(err).__name__}: {str(err)[:100]}"
+        print(label, results[label], flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.no_doc:
+        return
+    best_none = max(
+        v for k, v in results.items() if k.startswith("no SVD") and isinstance(v, float)
+    )
+    base = results["eigh (float64, chunked)"]
+    rows = []
+    for label, value in results.items():
+        if not isinstance(value, float):
+            rows.append([label, value, "", ""])
+            continue
+        rows.append(
+            [
+                label,
+                f"{value:,.0f}",
+                f"{value / base:.2f}×" if isinstance(base, float) else "",
+                f"{value / best_none:.2f}",
+            ]
+        )
+    notes = f"""
+Images per second of geolip's Trainer step (Freckles preset, batch 256 of 64×64, bf16 autocast,
+Adam, cross-attention clipping; {args.steps} timed steps after warm-up, synchronised). "vs eigh":
+over the float64 Gram + eigh route, the exact route before the fused kernels. "of no-SVD": over
+the fastest model without the SVD (U := M, S := column norms, Vt := I).
+"""
+    print(
+        write_section(
+            "train",
+            "Sphere-solver training step on the GPU",
+            ["variant", "images/s", "vs eigh", "of no-SVD"],
+            rows,
+            notes,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
