@@ -55,10 +55,8 @@ SVDMethod = Literal["auto", "eigh", "fused"]
 
 
 def fused_svd_supported(v: int, d: int) -> bool:
-    """Whether the fused Triton kernels take (V, D) matrices: D ≤ 16 and V·D small enough that a
-    padded matrix fits one program's registers (V ≤ 256 at D = 16, V ≤ 1,024 at D = 4)."""
-    pow2 = 1 << (max(v, 1) - 1).bit_length(), 1 << (max(d, 1) - 1).bit_length()
-    return d <= 16 and pow2[0] * pow2[1] <= 4096
+    """Whether the fused Triton kernels take (V, D) matrices: 1 ≤ D ≤ 8, any V ≥ D."""
+    return 1 <= d <= 8 and v >= d
 
 
 def gram_svd(
@@ -72,7 +70,7 @@ def gram_svd(
     (:mod:`geolip.solvers.svd_triton`): float64 Jacobi eigensolver in registers, U
     re-orthonormalised, so UᵀU = I even for rank-deficient M; no batch limit; S and Vt are
     computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
-    tensors the kernels support (:func:`fused_svd_supported`) when Triton is installed, else
+    tensors the kernels support (D ≤ 8, :func:`fused_svd_supported`) when Triton is installed, else
     ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
     Differentiable (custom backward, once): finite for equal or zero singular values, and exact
     for distinct ones; U diag(S) Vt has the identity as its derivative even at exact degeneracy.
@@ -111,7 +109,7 @@ def gram_svd(
     if method not in ("auto", "eigh", "fused"):
         raise ValueError(f"method must be 'auto', 'eigh' or 'fused', got {method!r}")
     if method == "fused" and not fused_svd_supported(v, d):
-        raise ValueError(f"the fused kernels take D ≤ 16 and V·D ≤ 4,096 (padded), got {v}×{d}")
+        raise ValueError(f"the fused kernels take D ≤ 8, got {v}×{d}")
     flat = m.reshape(-1, v, d)
     if method == "fused" or (method == "auto" and _auto_fused(flat)):
         u, s, vt = _FusedGramSVD.apply(flat)
