@@ -70,8 +70,8 @@ def gram_svd(
     (:mod:`geolip.solvers.svd_triton`): float64 Jacobi eigensolver in registers, U
     re-orthonormalised, so UᵀU = I even for rank-deficient M; no batch limit; S and Vt are
     computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
-    tensors the kernels support (D ≤ 8, :func:`fused_svd_supported`) when Triton is installed, else
-    ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
+    tensors with D ≤ AUTO_FUSED_MAX_D (where it measured fastest) when Triton is installed,
+    else ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
     Differentiable (custom backward, once): finite for equal or zero singular values, and exact
     for distinct ones; U diag(S) Vt has the identity as its derivative even at exact degeneracy.
     Other gauge-invariant uses that are smooth through a degeneracy (U Uᵀ, Vtᵀ g(S) Vt) lose
@@ -118,8 +118,14 @@ def gram_svd(
     return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
 
 
+AUTO_FUSED_MAX_D = 4
+"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (docs/benchmarks.md): at
+D ≤ 4 they beat the eigh route 20× forward and 14× forward+backward; at D = 5 their backward,
+padded to 8 columns, spills registers and is 2.4× slower than eigh's."""
+
+
 def _auto_fused(m: torch.Tensor) -> bool:
-    if not (m.is_cuda and fused_svd_supported(m.shape[-2], m.shape[-1])):
+    if not (m.is_cuda and m.shape[-1] <= AUTO_FUSED_MAX_D):
         return False
     return importlib.util.find_spec("triton") is not None
 
