@@ -124,12 +124,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only 48×4 at B = 131,072")
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--only", default=None, help="one shape, e.g. 256x16")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_svd needs a CUDA GPU")
     bw = copy_bandwidth()
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
     cases = [(48, 4, (131_072,), ("fused", "eigh", "gesvda"))] if args.quick else CASES
+    if args.only:
+        v, d = (int(x) for x in args.only.split("x"))
+        cases = [c for c in CASES if c[:2] == (v, d)]
     results = [r for v, d, bs, routes in cases for b in bs for r in bench_case(v, d, b, routes, bw)]
     if args.json:
         with open(args.json, "w") as f:
