@@ -6,6 +6,7 @@ In-distribution: the producer's training family. OOD groups (64 × 64):
   far-OOD noise    the 9 spatially structured OOD types (perlin, wavelet, fbm, gabor,
                    sine_composite, voronoi, jpeg_like, rings, spiral)
   other training   the training noise families the producer did not see
+  amplitude ×½, ×2 the in-distribution noise scaled (a covariate shift of the training family)
   photos, MNIST (or digits), shapes   natural and drawn images, standardised per image
 Per-image scores (validity = per-image codebook distance, MSE ratio, Mahalanobis and kNN on
 the pooled ``mean`` features) give AUROC / FPR@95. The §7 prediction is tested on batch
@@ -33,6 +34,7 @@ from geolip.producers.noise import OOD_NOISES, TRAINING_NOISES
 NEAR = ("log_normal", "beta", "weibull", "gumbel", "rayleigh", "shot", "quantize")
 FAR = tuple(k for k in OOD_NOISES if k not in NEAR)
 SIZE = 64
+AMPLITUDES = (0.5, 2.0)
 DISTANCE_THRESHOLD = 0.5
 MSE_FACTOR = 5.0
 MIN_CORRELATION = 0.5
@@ -47,6 +49,12 @@ def _concat(name: str, parts: list[ImageDataset]) -> ImageDataset:
 def noise_group(kinds: tuple[str, ...], family: str, per_kind: int, seed: int) -> ImageDataset:
     parts = [noise_dataset(k, per_kind, SIZE, seed=seed, family=family) for k in kinds]  # type: ignore[arg-type]
     return _concat(f"{family}:{len(kinds)} kinds", parts)
+
+
+def scaled(data: ImageDataset, factor: float) -> ImageDataset:
+    """Every image multiplied by ``factor`` (in memory)."""
+    x = data.images * factor
+    return ImageDataset.from_tensors(f"{data.name} ×{factor:g}", x, data.labels, data.classes)
 
 
 def run_ood(
@@ -75,6 +83,9 @@ def run_ood(
         groups[f"other training noises ({len(others)})"] = noise_group(
             others, "training", per_kind, seed + 2
         )
+    for factor in AMPLITUDES:
+        shifted = scaled(noise_group(id_family, "training", per_kind, seed + 5), factor)
+        groups[f"in-distribution noise ×{factor:g}"] = shifted
     groups |= image_sets
     detectors = fit_detectors(producer, codebook, id_fit, cache_dir=cache_dir)
     log(f"OOD: detectors fitted on {len(id_fit)} ID images ({time.perf_counter() - start:.0f} s)")
@@ -111,8 +122,8 @@ def _batch_points(
 ) -> list[dict[str, Any]]:
     """One batch of ``n`` images per family: its codebook distance, z and MSE ratio."""
     sets: list[tuple[str, str, ImageDataset]] = []
-    for i in range(4):
-        kind = id_family[i % len(id_family)]
+    repeats = max(1, 4 // len(id_family))  # at least 4 in-distribution batches
+    for i, kind in enumerate(id_family * repeats):
         sets.append(("in-distribution", kind, noise_dataset(kind, n, SIZE, seed=seed + 10 + i)))
     sets += [("other training", k, noise_dataset(k, n, SIZE, seed=seed + 3)) for k in others]
     sets += [
@@ -122,6 +133,15 @@ def _batch_points(
             noise_dataset(k, n, SIZE, seed=seed + 3, family="ood"),
         )
         for k in OOD_NOISES
+    ]
+    sets += [
+        (
+            "amplitude-shifted",
+            f"{kind} ×{f:g}",
+            scaled(noise_dataset(kind, n, SIZE, seed=seed + 6), f),
+        )
+        for kind in id_family[:4]
+        for f in AMPLITUDES
     ]
     sets += [(name, name, data.first(min(n, len(data)))) for name, data in image_sets.items()]
     points = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 WITHIN_PP = 2.0
+TRAIN_SIZE = 64
 METHOD_NAMES = {
     "validity": "validity (codebook distance)",
     "mse_ratio": "MSE ratio",
@@ -29,17 +30,23 @@ def _acc_table(res: dict[str, Any]) -> list[str]:
 def _transfer_verdict(res: dict[str, Any]) -> str:
     parts = []
     for method, by_size in res["accuracy"].items():
-        if not method.startswith("codebook"):
+        if not method.startswith("codebook") or "resized" in method:
             continue
         values = list(by_size.values())
         worst = 100 * max(abs(v - values[0]) for v in values)
         word = "holds" if worst <= WITHIN_PP else "fails"
-        parts.append(f"{method}: largest change {worst:.1f} pp → {word}")
+        above = 100 * (values[0] - 1 / len(res["classes"]))
+        parts.append(
+            f"{method}: largest change {worst:.1f} pp → {word} "
+            f"(at {TRAIN_SIZE}² it is {above:.1f} pp above chance)"
+        )
     return "; ".join(parts)
 
 
 def _best(res: dict[str, Any], prefix: str, size: Any) -> tuple[str, float]:
-    cands = {m: v for m, v in res["accuracy"].items() if m.startswith(prefix)}
+    cands = {
+        m: v for m, v in res["accuracy"].items() if m.startswith(prefix) and "resized" not in m
+    }
     method = max(cands, key=lambda m: cands[m][size])
     return method, cands[method][size]
 
@@ -69,8 +76,7 @@ def _batch_table(ood: dict[str, Any]) -> list[str]:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    run, ood = doc["run"], doc["ood"]
-    pred = ood["prediction"]
+    run = doc["run"]
     out = [
         "## Downstream: frozen-codebook features (issue 6)",
         "",
@@ -82,11 +88,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "### Resolution transfer (OMEGA §1: within 2 percentage points)",
         "",
-        f"Every method is trained once at {64}² and applied unchanged at each size. Codebook "
-        "heads read patch-mean |activations| (`mean`, V × K) or the quantised-axis histogram "
-        "(`hist`, K); the pixel probe and `CNN (resized)` get test images resized to 64²; "
-        "`CNN (native)` (global average pool) gets them as they are. Images are standardised "
-        "per image. Shapes are rendered natively at every size from the same scenes; digits "
+        f"Every method is trained once at {TRAIN_SIZE}² and applied unchanged at each size. "
+        "Codebook heads read patch-mean |activations| (`mean`, V × K) or the quantised-axis "
+        "histogram (`hist`, K); the `(resized)` rows and the pixel probe get test images "
+        "resized to 64² (and standardised again); `CNN (native)` (global average pool) gets "
+        "them as they are. Images are standardised per image. Shapes are rendered natively at "
+        "every size from the same scenes; digits "
         "are upsampled bilinearly from their source resolution.",
         "",
     ]
@@ -102,8 +109,14 @@ def markdown(doc: dict[str, Any]) -> str:
         lo, hi = sizes[0], sizes[-1]
         cb_lo, cnn_lo = _best(res, "codebook", lo), res["accuracy"]["CNN (native)"][lo]
         cb_hi, cnn_hi = _best(res, "codebook", hi), res["accuracy"]["CNN (native)"][hi]
+        resized = res["accuracy"].get("codebook mean/mlp (resized)")
+        native = res["accuracy"]["codebook mean/mlp"]
         out += [
             f"- §1 verdict: {_transfer_verdict(res)}.",
+            f"- The same mean/mlp head at {hi}²: {100 * native[hi]:.1f} % on the native "
+            f"images, {100 * resized[hi]:.1f} % on them resized to {lo}² first (its {lo}² "
+            f"accuracy: {100 * native[lo]:.1f} %). The head and codebook are unchanged; what "
+            "changes with the size is the content of a patch.",
             f"- §5b (frozen features vs an end-to-end model of similar size): best codebook "
             f"head {100 * cb_lo[1]:.1f} % vs CNN {100 * cnn_lo:.1f} % at {lo}², "
             f"{100 * cb_hi[1]:.1f} % vs {100 * cnn_hi:.1f} % (native) at {hi}².",
@@ -114,13 +127,31 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "### OOD validity (OMEGA §7)",
         "",
-        f"In-distribution: {', '.join(ood['id_family'])} noise (the producer's training "
-        f"family), {ood['n_id_fit']} images to fit every detector and {ood['n_id_test']} "
-        f"held out; native floor (median per-image MSE) {ood['native_mse']:.3g}. Scores per "
-        "image, OOD = positive class, OpenOOD v1.5 definitions (`geolip.downstream.ood_metrics`"
-        "). Validity = distance of the image's own codebook (mean of its 256 patches' rows, "
-        "antipodally collapsed) to the reference; Mahalanobis (Ledoit–Wolf, one class) and "
-        "kNN (k = 5, cosine) read the same frozen `mean` features.",
+        "Per-image scores, OOD = positive class, OpenOOD v1.5 definitions "
+        "(`geolip.downstream.ood_metrics`). Validity = distance of the image's own codebook "
+        "(the mean of its 256 patches' rows, antipodally collapsed) to the reference; "
+        "Mahalanobis (Ledoit–Wolf, one class) and kNN (k = 5, cosine) read the same frozen "
+        "`mean` features; MSE ratio = per-image reconstruction MSE over the native floor. "
+        "Natural and drawn images are standardised per image; noise is used as generated.",
+        "",
+    ]
+    for ood in doc["ood"]:
+        out += _ood_section(ood)
+    return "\n".join(out) + "\n"
+
+
+def _ood_section(ood: dict[str, Any]) -> list[str]:
+    pred = ood["prediction"]
+    family = ood["id_family"]
+    named = ", ".join(family) if len(family) <= 3 else f"the {len(family)} training noises"
+    if pred["implication_holds"] is None:
+        implication = "untested (no batch above 0.5)"
+    else:
+        implication = "holds" if pred["implication_holds"] else "fails"
+    return [
+        f"**{ood['producer']}** (codebook K = {ood['codebook']['K']}): in-distribution "
+        f"{named}, {ood['n_id_fit']} images to fit every detector and {ood['n_id_test']} held "
+        f"out; native floor (median per-image MSE) {ood['native_mse']:.3g}.",
         "",
         *_ood_table(ood),
         "",
@@ -132,22 +163,17 @@ def markdown(doc: dict[str, Any]) -> str:
         f"with log MSE ratio {pred['pearson_log_mse']:.3f}, "
         f"Spearman {pred['spearman']:.3f}.",
         "",
-        "- §7 implication (distance > 0.5 ⇒ MSE > 5 × floor): "
-        + (
-            "untested (no batch above 0.5)"
-            if pred["implication_holds"] is None
-            else ("holds" if pred["implication_holds"] else "fails")
-        )
-        + ".",
+        f"- §7 implication (distance > 0.5 ⇒ MSE > 5 × floor): {implication}; the largest "
+        f"batch distance measured is {max(p['distance'] for p in ood['batches']):.3f}.",
         f"- §7 usefulness (correlation ≥ 0.5, Spearman): "
         f"{'holds' if pred['correlation_ok'] else 'fails'}.",
         "",
-        "![batch distance against MSE ratio](figures/downstream_ood_batches.png)",
+        f"![batch distance against MSE ratio]({ood['figure']})",
         "",
         "<details><summary>every batch</summary>",
         "",
         *_batch_table(ood),
         "",
         "</details>",
+        "",
     ]
-    return "\n".join(out) + "\n"

@@ -1,10 +1,12 @@
 """Downstream results of docs/results.md: resolution transfer (OMEGA §1) and OOD validity (§7).
 
 Usage: python experiments/downstream_results.py [--out DIR] [--write-docs] [--quick]
+       python experiments/downstream_results.py --from-json DIR/results.json [--write-docs]
 
 Producer: ``pretrained:h2-gaussian`` when shipped, else an h2 trained here on gaussian noise
-(600 steps at 32 × 32, seed 0). Its codebook is extracted from 256 gaussian calibration images
-(64 × 64, seed 0). Writes DIR/results.json (default experiments/out/downstream), two figures
+(600 steps at 32 × 32, seed 0); its codebook is extracted from 256 gaussian calibration images
+(64 × 64, seed 0). The OOD study also runs ``pretrained:freckles`` when shipped (codebook from
+256 sixteen_noise images). Writes DIR/results.json (default experiments/out/downstream), two figures
 under docs/figures/, prints the markdown section and, with --write-docs, puts it between the
 ``downstream`` markers of docs/results.md. About 10 minutes on 2 CPU cores (--quick: ~2).
 """
@@ -36,6 +38,7 @@ from geolip.data import ImageDataset, load_digits, load_mnist, load_photos, load
 from geolip.errors import CheckpointNotFoundError, OptionalDependencyError
 from geolip.producers.extract import extract_codebook
 from geolip.producers.loading import load_producer
+from geolip.producers.noise import TRAINING_NOISES
 from geolip.producers.sphere_solver import SphereSolver
 from geolip.producers.train import Trainer, train_config
 
@@ -48,9 +51,16 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def producer_and_codebook(work: Path) -> tuple[torch.nn.Module, Any, str]:
+def _codebook(producer: torch.nn.Module, calibration: str) -> Any:
+    return extract_codebook(
+        producer, calibration, n=256, seed=SEED, size=64, null_trials=100, controls=False
+    )
+
+
+def h2_gaussian(work: Path) -> tuple[torch.nn.Module, str]:
+    """The shipped gaussian h2, else one trained here (the same recipe, far fewer steps)."""
     try:
-        producer, source = load_producer("pretrained:h2-gaussian"), "pretrained:h2-gaussian"
+        return load_producer("pretrained:h2-gaussian").eval(), "pretrained:h2-gaussian"
     except CheckpointNotFoundError:
         torch.manual_seed(SEED)
         producer = SphereSolver.from_preset("h2")
@@ -58,12 +68,21 @@ def producer_and_codebook(work: Path) -> tuple[torch.nn.Module, Any, str]:
             "h2", seed=SEED, epochs=1, steps_per_epoch=600, batch_size=32, img_size=32
         )
         Trainer(producer, config, work / "h2-run").fit(progress=False)
-        source = "h2 trained here: gaussian noise, 600 steps of 32 at 32×32, seed 0"
-    producer.eval()
-    codebook = extract_codebook(
-        producer, "gaussian", n=256, seed=SEED, size=64, null_trials=100, controls=False
+        return producer.eval(), "h2 trained here (gaussian noise, 600 steps of 32 at 32², seed 0)"
+
+
+def ood_producers(h2: torch.nn.Module, h2_source: str) -> list[tuple[str, Any, Any, tuple]]:
+    """(source, producer, codebook, training family) for every producer in the OOD study:
+    the h2 (gaussian) and, when shipped, Freckles (the 16-noise curriculum)."""
+    out = [(h2_source, h2, _codebook(h2, "gaussian"), ("gaussian",))]
+    try:
+        freckles = load_producer("pretrained:freckles").eval()
+    except CheckpointNotFoundError:
+        return out
+    out.append(
+        ("pretrained:freckles", freckles, _codebook(freckles, "sixteen_noise"), TRAINING_NOISES)
     )
-    return producer, codebook, source
+    return out
 
 
 def digit_maker(n_train: int, n_test: int) -> tuple[str, Any]:
@@ -116,6 +135,7 @@ def plot_transfer(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_batches(ood: dict[str, Any], path: Path) -> None:
+    """Batch codebook distance against batch MSE ratio, one colour per group."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     groups = sorted({p["group"] for p in ood["batches"]})
     for g in groups:
@@ -126,7 +146,7 @@ def plot_batches(ood: dict[str, Any], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("batch codebook distance to reference (RMS chordal)")
     ax.set_ylabel("batch MSE / native floor")
-    ax.set_title("OMEGA §7: distance > 0.5 ⇒ MSE > 5× floor?")
+    ax.set_title(f"{ood['producer']}: distance > 0.5 ⇒ MSE > 5× floor?")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -150,12 +170,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "experiments" / "out" / "downstream")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--quick", action="store_true", help="smaller sets, up to 256²")
+    parser.add_argument("--from-json", type=Path, help="only rewrite the report of a results.json")
     args = parser.parse_args()
+    if args.from_json:
+        section = markdown(json.loads(args.from_json.read_text()))
+        print(section)
+        if args.write_docs:
+            write_docs(section)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
     cache = tempfile.mkdtemp(prefix="geolip-features-")  # reuse within this run only
     start = time.perf_counter()
-    producer, codebook, source = producer_and_codebook(args.out)
+    producer, source = h2_gaussian(args.out)
+    codebook = _codebook(producer, "gaussian")
     log(f"producer: {source}; codebook K={codebook.size}, D={codebook.dim}")
     sizes = (64, 128, 256) if args.quick else (64, 128, 256, 512)
     n_test = 100 if args.quick else 300
@@ -166,6 +194,7 @@ def main() -> None:
         run_transfer("shapes", shapes, producer, codebook, sizes, cnn_epochs=30, **common),
         run_transfer(digits_name, digits_make, producer, codebook, sizes, cnn_epochs=10, **common),
     ]
+    plot_transfer(transfer, FIGURES / "downstream_resolution.png")
     # the small matrices of per-image alignment run faster on one thread
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -174,21 +203,27 @@ def main() -> None:
         digits_name.split(" ")[0]: digits_make("test", 64),
         "shapes": load_shapes(256, 64, seed=SEED + 2).standardized(),
     }
-    ood = run_ood(
-        producer,
-        codebook,
-        ("gaussian",),
-        images,
-        n_id=128 if args.quick else 256,
-        per_kind=8 if args.quick else 16,
-        batch_images=32,
-        cache_dir=cache,
-        seed=SEED,
-        log=log,
-    )
+    ood = []
+    for ood_source, model, cb, family in ood_producers(producer, source):
+        log(f"OOD producer: {ood_source}; codebook K={cb.size}")
+        result = run_ood(
+            model,
+            cb,
+            family,
+            images,
+            n_id=128 if args.quick else 256,
+            per_kind=8 if args.quick else 16,
+            batch_images=32,
+            cache_dir=cache,
+            seed=SEED,
+            log=log,
+        )
+        result |= {"producer": ood_source, "codebook": {"id": cb.id, "K": cb.size, "D": cb.dim}}
+        slug = ood_source.removeprefix("pretrained:").split(" ")[0]
+        result["figure"] = f"figures/downstream_ood_batches_{slug}.png"
+        plot_batches(result, ROOT / "docs" / result["figure"])
+        ood.append(result)
     torch.set_num_threads(threads)
-    plot_transfer(transfer, FIGURES / "downstream_resolution.png")
-    plot_batches(ood, FIGURES / "downstream_ood_batches.png")
     run = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
