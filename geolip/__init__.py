@@ -31,6 +31,12 @@ _LAZY = {
     "antipodal_collapse": "geolip.solvers.projective",
     "uniform_rp_baseline": "geolip.solvers.projective",
     "null_codebook_stats": "geolip.solvers.null",
+    "gram_svd": "geolip.solvers.linalg",
+    "SphereSolver": "geolip.producers.sphere_solver",
+    "load_producer": "geolip.producers.loading",
+    "extract_codebook": "geolip.producers.extract",
+    "compute_features": "geolip.downstream.features",
+    "ValidityEngine": "geolip.downstream.ood",
 }
 
 __all__ = [
