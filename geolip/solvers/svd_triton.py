@@ -128,6 +128,18 @@ def _orthonormal_coefficients(
 
 
 @triton.jit
+def _program_tiles(n_matrices, D: tl.constexpr, DP: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's matrix indices b (BLOCK,), live (1, BLOCK), the row/column index tiles of a
+    (DP, DP, BLOCK) tile, the index of a (DP, BLOCK) tile and the mask of one row of M."""
+    b = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = (b < n_matrices)[None, :]
+    idx = tl.arange(0, DP)[:, None]
+    rows = tl.arange(0, DP)[:, None, None]
+    cols = tl.arange(0, DP)[None, :, None]
+    return b, live, rows, cols, idx, live & (idx < D)
+
+
+@triton.jit
 def gram_svd_forward_kernel(
     m_ptr,
     u_ptr,
@@ -142,12 +154,7 @@ def gram_svd_forward_kernel(
     FLOOR_RTOL: tl.constexpr,
 ):
     """M (B, V, D) → U (B, V, D), S (B, D) descending, Vt (B, D, D); see the module doc."""
-    b = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = (b < n_matrices)[None, :]
-    rows = tl.arange(0, DP)[:, None, None]
-    cols = tl.arange(0, DP)[None, :, None]
-    idx = tl.arange(0, DP)[:, None]
-    row_mask = live & (idx < D)
+    b, live, rows, cols, idx, row_mask = _program_tiles(n_matrices, D, DP, BLOCK)
     row_ptr = m_ptr + b[None, :] * (V * D) + idx  # (DP, BLOCK): row 0 of every matrix
 
     g = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
@@ -220,12 +227,7 @@ def gram_svd_backward_kernel(
     FLOOR_RTOL: tl.constexpr,
 ):
     """∂L/∂M from (M, S, Vt) and the output gradients; the rule of the CPU backward."""
-    b = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = (b < n_matrices)[None, :]
-    rows = tl.arange(0, DP)[:, None, None]
-    cols = tl.arange(0, DP)[None, :, None]
-    idx = tl.arange(0, DP)[:, None]
-    row_mask = live & (idx < D)
+    b, live, rows, cols, idx, row_mask = _program_tiles(n_matrices, D, DP, BLOCK)
     small_mask = live[None, :, :] & (rows < D) & (cols < D)
     small = b[None, None, :] * (D * D)
     row_off = b[None, :] * (V * D) + idx
