@@ -7,6 +7,8 @@ import os
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -102,3 +104,22 @@ def test_support_and_refusals() -> None:
         gram_svd(torch.randn(2, 300, 16), method="fused")
     with pytest.raises(ValueError, match="method must be"):
         gram_svd(torch.randn(2, 8, 4), method="cusolver")  # type: ignore[arg-type]
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), d=st.sampled_from([2, 3, 4]), v=st.integers(4, 9))
+def test_singular_values_are_invariant_and_vectors_equivariant_under_rotation(
+    seed: int, d: int, v: int
+) -> None:
+    """M → P M R with orthogonal P (V×V), R (D×D): S is unchanged, U → P U and Vt → Vt R up to
+    the sign of each singular pair; also under a row permutation with sign flips (P signed)."""
+    gen = torch.Generator().manual_seed(seed)
+    m = torch.randn(3, v, d, generator=gen, dtype=torch.float64)
+    p = torch.linalg.qr(torch.randn(v, v, generator=gen, dtype=torch.float64)).Q
+    r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64)).Q
+    u, s, vt = (t.cpu() for t in gram_svd(m.to(DEVICE), method="fused"))
+    u2, s2, vt2 = (t.cpu() for t in gram_svd((p @ m @ r).to(DEVICE), method="fused"))
+    assert torch.allclose(s2, s, rtol=1e-10, atol=1e-12)
+    signs = torch.sign(((vt @ r) * vt2).sum(-1))  # (3, D): ±1 per singular pair
+    assert torch.allclose(vt2, signs.unsqueeze(-1) * (vt @ r), atol=1e-8)
+    assert torch.allclose(u2, (p @ u) * signs.unsqueeze(-2), atol=1e-8)
