@@ -54,9 +54,13 @@ def sphere_normalize(m: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 SVDMethod = Literal["auto", "eigh", "fused"]
 
 
+FUSED_MAX_D = 8
+"""Largest D the fused kernels take: one thread holds a few D×D float64 tiles in registers."""
+
+
 def fused_svd_supported(v: int, d: int) -> bool:
-    """Whether the fused Triton kernels take (V, D) matrices: 1 ≤ D ≤ 8, any V ≥ D."""
-    return 1 <= d <= 8 and v >= d
+    """Whether the fused Triton kernels take (V, D) matrices: 1 ≤ D ≤ FUSED_MAX_D, any V ≥ D."""
+    return 1 <= d <= FUSED_MAX_D and v >= d
 
 
 def gram_svd(

@@ -278,10 +278,6 @@ def gram_svd_backward_kernel(
         tl.store(gm_ptr + row_off + v * D, gm.to(gm_ptr.dtype.element_ty), mask=row_mask)
 
 
-MAX_D = 8
-"""Largest D the fused kernels take: one thread holds a few D×D float64 tiles in registers."""
-
-
 def _tile(d: int) -> tuple[int, int, int]:
     """(DP, BLOCK, num_warps): D padded to a power of two, matrices per program, warps."""
     dp = triton.next_power_of_2(d)
