@@ -126,8 +126,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    report["backward"] = check_backward()
     report["forward"] = check_forward()
+    report["backward"] = check_backward()
     failed = [r for r in report["forward"] if not r["pass"]]
     print(f"forward: {len(report['forward']) - len(failed)}/{len(report['forward'])} sets pass")
     if args.json:

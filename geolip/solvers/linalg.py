@@ -122,10 +122,10 @@ def gram_svd(
     return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
 
 
-AUTO_FUSED_MAX_D = 4
-"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (docs/benchmarks.md): at
-D ≤ 4 they beat the eigh route 20× forward and 14× forward+backward; at D = 5 their backward,
-padded to 8 columns, spills registers and is 2.4× slower than eigh's."""
+AUTO_FUSED_MAX_D = 5
+"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (2026-12-01,
+docs/benchmarks.md): at 48×4 and 48×5 they beat the eigh route forward and forward+backward;
+at D = 8 their forward, padded tiles spilling registers, was not faster than eigh's."""
 
 
 def _auto_fused(m: torch.Tensor) -> bool:

@@ -19,9 +19,15 @@ the rows, so the CPU and GPU paths give the same gradients.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
+
+WELL_CONDITIONED = 1e-3
+"""σ_min/σ_max above which the forward takes U₀ᵀU₀ from the rotated Gram (error ≈ ε₆₄κ²)
+instead of a pass over the rows."""
 
 
 @triton.jit
@@ -129,14 +135,67 @@ def _orthonormal_coefficients(
 
 @triton.jit
 def _program_tiles(n_matrices, D: tl.constexpr, DP: tl.constexpr, BLOCK: tl.constexpr):
-    """This program's matrix indices b (BLOCK,), live (1, BLOCK), the row/column index tiles of a
-    (DP, DP, BLOCK) tile, the index of a (DP, BLOCK) tile and the mask of one row of M."""
+    """This program's matrix indices b (BLOCK,), live (BLOCK,), and the row/column index tiles
+    of a (DP, DP, BLOCK) tile and the index of a (DP, BLOCK) tile."""
     b = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    live = (b < n_matrices)[None, :]
     idx = tl.arange(0, DP)[:, None]
     rows = tl.arange(0, DP)[:, None, None]
     cols = tl.arange(0, DP)[None, :, None]
-    return b, live, rows, cols, idx, live & (idx < D)
+    return b, b < n_matrices, rows, cols, idx
+
+
+@triton.jit
+def _chunk_offsets(b, live, v0, V: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+                   R: tl.constexpr):  # fmt: skip
+    """Offsets and mask of rows v0 … v0+R−1 of every matrix: an (R, DP, BLOCK) tile."""
+    r = tl.arange(0, R)[:, None, None]
+    k = tl.arange(0, DP)[None, :, None]
+    offsets = b[None, None, :] * (V * D) + (v0 + r) * D + k
+    return offsets, live[None, None, :] & (k < D) & (v0 + r < V)
+
+
+@triton.jit
+def _load_chunk(ptr, b, live, v0, V: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+                R: tl.constexpr):  # fmt: skip
+    """Rows v0 … v0+R−1 of every matrix as an (R, DP, BLOCK) float64 tile, zero-padded."""
+    offsets, mask = _chunk_offsets(b, live, v0, V, D, DP, R)
+    return tl.load(ptr + offsets, mask=mask, other=0.0).to(tl.float64)
+
+
+@triton.jit
+def _store_chunk(ptr, x, b, live, v0, V: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
+                 R: tl.constexpr):  # fmt: skip
+    offsets, mask = _chunk_offsets(b, live, v0, V, D, DP, R)
+    tl.store(ptr + offsets, x.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _times(x, w):
+    """Rows of a chunk times a D×D matrix: (R, DP, BLOCK) · (DP, DP, BLOCK) → (R, DP, BLOCK)."""
+    return tl.sum(x[:, :, None, :] * w[None, :, :, :], axis=1)
+
+
+@triton.jit
+def _outer_sum(x, y):
+    """Σ_r x_rᵀ y_r over a chunk: (R, DP, BLOCK), (R, DP, BLOCK) → (DP, DP, BLOCK)."""
+    return tl.sum(x[:, :, None, :] * y[:, None, :, :], axis=0)
+
+
+@triton.jit
+def _scatter_rows(x, v0, DP: tl.constexpr, R: tl.constexpr):
+    """Chunk rows v0 … v0+R−1 (R, DP, BLOCK) placed as rows of a (DP, DP, BLOCK) tile (rows
+    ≥ DP dropped, others zero)."""
+    r = tl.arange(0, R)[:, None, None, None]
+    k = tl.arange(0, DP)[None, :, None, None]
+    return tl.sum(tl.where(v0 + r == k, x[:, None, :, :], 0.0), axis=0)
+
+
+@triton.jit
+def _gather_rows(t, v0, DP: tl.constexpr, R: tl.constexpr):
+    """Rows v0 … v0+R−1 of a (DP, DP, BLOCK) tile as an (R, DP, BLOCK) chunk (zero past DP)."""
+    r = tl.arange(0, R)[:, None, None, None]
+    k = tl.arange(0, DP)[None, :, None, None]
+    return tl.sum(tl.where(v0 + r == k, t[None, :, :, :], 0.0), axis=1)
 
 
 @triton.jit
@@ -150,17 +209,18 @@ def gram_svd_forward_kernel(
     D: tl.constexpr,
     DP: tl.constexpr,
     BLOCK: tl.constexpr,
+    R: tl.constexpr,
     SWEEPS: tl.constexpr,
     FLOOR_RTOL: tl.constexpr,
+    WELL_CONDITIONED: tl.constexpr,
 ):
     """M (B, V, D) → U (B, V, D), S (B, D) descending, Vt (B, D, D); see the module doc."""
-    b, live, rows, cols, idx, row_mask = _program_tiles(n_matrices, D, DP, BLOCK)
-    row_ptr = m_ptr + b[None, :] * (V * D) + idx  # (DP, BLOCK): row 0 of every matrix
+    b, live, rows, cols, idx = _program_tiles(n_matrices, D, DP, BLOCK)
 
     g = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
-    for v in range(V):
-        x = tl.load(row_ptr + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        g += x[:, None, :] * x[None, :, :]
+    for v0 in range(0, V, R):
+        x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
+        g += _outer_sum(x, x)
     q = tl.where(rows == cols, 1.0, 0.0) + tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
     for _ in range(SWEEPS):
         for p in tl.static_range(D - 1):
@@ -177,35 +237,52 @@ def gram_svd_forward_kernel(
     perm = tl.where(rank[:, None, :] == cols, 1.0, 0.0)  # perm[i, r] = [rank_i = r]
     s = tl.sqrt(tl.maximum(tl.sum(perm * lam[:, None, :], axis=0), 0.0))  # (DP, BLOCK), index r
     q_sorted = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+    g_sorted = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Pᵀ (QᵀGQ) P, rows still unsorted
     for i in tl.static_range(D):
-        q_sorted += _col(q, cols, i)[:, None, :] * _row(perm, rows, i)[None, :, :]
+        perm_i = _row(perm, rows, i)[None, :, :]
+        q_sorted += _col(q, cols, i)[:, None, :] * perm_i
+        g_sorted += _col(g, cols, i)[:, None, :] * perm_i
     floor = FLOOR_RTOL * _entry(s, idx, 0) + 1.0e-300
-    w0 = q_sorted / tl.maximum(s, floor[None, :])[None, :, :]  # U₀ = M w0
+    s_safe = tl.maximum(s, floor[None, :])
+    w0 = q_sorted / s_safe[None, :, :]  # U₀ = M w0
 
+    # C = U₀ᵀU₀. Where every live matrix has σ_min ≥ WELL_CONDITIONED·σ_max it is read off the
+    # rotated Gram (error ≈ ε₆₄ κ² ≤ 1e-10) and only the first D rows are visited, for H;
+    # otherwise it is summed over U₀'s rows, exact where U₀ is.
+    ratio = tl.where(live, _entry(s, idx, D - 1) / (_entry(s, idx, 0) + 1.0e-300), 1.0)
+    from_rows = tl.min(ratio, axis=0) < WELL_CONDITIONED
     c = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
     h = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
-    for v in range(V):
-        x = tl.load(row_ptr + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        u0 = tl.sum(x[:, None, :] * w0, axis=0)
-        c += u0[:, None, :] * u0[None, :, :]
-        h = tl.where(rows == v, u0[None, :, :], h)
+    for v0 in range(0, V, R):
+        if from_rows | (v0 < D):
+            u0 = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w0)
+            c += _outer_sum(u0, u0)
+            if v0 < D:
+                h += _scatter_rows(u0, v0, DP, R)
+    c_gram = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Pᵀ (QᵀGQ) P / (S Sᵀ)
+    for i in tl.static_range(D):
+        c_gram += _row(perm, rows, i)[:, None, :] * _row(g_sorted, rows, i)[None, :, :]
+    c = tl.where(from_rows, c, c_gram / (s_safe[:, None, :] * s_safe[None, :, :]))
     coef_a, coef_b = _orthonormal_coefficients(c, h, rows, cols, idx, D, DP, BLOCK)
     w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # U = M (w0 A) + E B
     for r in tl.static_range(D):
         w += _col(w0, cols, r)[:, None, :] * _row(coef_a, rows, r)[None, :, :]
 
-    out_ptr = u_ptr + b[None, :] * (V * D) + idx
-    for v in range(V):
-        x = tl.load(row_ptr + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        u = tl.sum(x[:, None, :] * w, axis=0) + _row(coef_b, rows, v)
-        tl.store(out_ptr + v * D, u.to(u_ptr.dtype.element_ty), mask=row_mask)
-    tl.store(s_ptr + b[None, :] * D + idx, s.to(s_ptr.dtype.element_ty), mask=row_mask)
+    for v0 in range(0, V, R):
+        u = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w)
+        if v0 < D:
+            u += _gather_rows(coef_b, v0, DP, R)
+        _store_chunk(u_ptr, u, b, live, v0, V, D, DP, R)
+    vec_mask = live[None, :] & (idx < D)
+    tl.store(s_ptr + b[None, :] * D + idx, s.to(s_ptr.dtype.element_ty), mask=vec_mask)
     # Vt[r, k] = Q_sorted[k, r]: tile axis 0 is k, axis 1 is r
     tl.store(
         vt_ptr + b[None, None, :] * (D * D) + cols * D + rows,
         q_sorted.to(vt_ptr.dtype.element_ty),
-        mask=live[None, :, :] & (rows < D) & (cols < D),
+        mask=live[None, None, :] & (rows < D) & (cols < D),
     )
+
+
 
 
 @triton.jit
@@ -224,16 +301,17 @@ def gram_svd_backward_kernel(
     D: tl.constexpr,
     DP: tl.constexpr,
     BLOCK: tl.constexpr,
+    R: tl.constexpr,
     FLOOR_RTOL: tl.constexpr,
 ):
     """∂L/∂M from (M, S, Vt) and the output gradients; the rule of the CPU backward."""
-    b, live, rows, cols, idx, row_mask = _program_tiles(n_matrices, D, DP, BLOCK)
-    small_mask = live[None, :, :] & (rows < D) & (cols < D)
+    b, live, rows, cols, idx = _program_tiles(n_matrices, D, DP, BLOCK)
+    vec_mask = live[None, :] & (idx < D)
+    small_mask = live[None, None, :] & (rows < D) & (cols < D)
     small = b[None, None, :] * (D * D)
-    row_off = b[None, :] * (V * D) + idx
 
-    s = tl.load(s_ptr + b[None, :] * D + idx, mask=row_mask, other=0.0).to(tl.float64)
-    g_s = tl.load(gs_ptr + b[None, :] * D + idx, mask=row_mask, other=0.0).to(tl.float64)
+    s = tl.load(s_ptr + b[None, :] * D + idx, mask=vec_mask, other=0.0).to(tl.float64)
+    g_s = tl.load(gs_ptr + b[None, :] * D + idx, mask=vec_mask, other=0.0).to(tl.float64)
     q = tl.load(vt_ptr + small + cols * D + rows, mask=small_mask, other=0.0).to(tl.float64)
     q_t = tl.load(vt_ptr + small + rows * D + cols, mask=small_mask, other=0.0).to(tl.float64)
     g_vt_t = tl.load(gvt_ptr + small + cols * D + rows, mask=small_mask, other=0.0).to(tl.float64)
@@ -242,10 +320,10 @@ def gram_svd_backward_kernel(
     s_safe = tl.where(idx < D, tl.maximum(s, floor), 1.0)
 
     y = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Mᵀ (g_U / S)
-    for v in range(V):
-        x = tl.load(m_ptr + row_off + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        gx = tl.load(gu_ptr + row_off + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        y += x[:, None, :] * (gx / s_safe)[None, :, :]
+    for v0 in range(0, V, R):
+        x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
+        gx = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R) / s_safe[None, :, :]
+        y += _outer_sum(x, gx)
     g_q = g_vt_t + y
     g_s_total = g_s - tl.where(s > floor, tl.sum(q * y, axis=0) / s_safe, 0.0)
     g_lam = g_s_total / (2.0 * s_safe)
@@ -271,18 +349,40 @@ def gram_svd_backward_kernel(
     for k in tl.static_range(D):
         w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
 
-    for v in range(V):  # ∂L/∂M = (g_U / S) Qᵀ + M W, row by row
-        x = tl.load(m_ptr + row_off + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        gx = tl.load(gu_ptr + row_off + v * D, mask=row_mask, other=0.0).to(tl.float64)
-        gm = tl.sum((gx / s_safe)[:, None, :] * q_t + x[:, None, :] * w, axis=0)
-        tl.store(gm_ptr + row_off + v * D, gm.to(gm_ptr.dtype.element_ty), mask=row_mask)
+    for v0 in range(0, V, R):  # ∂L/∂M = (g_U / S) Qᵀ + M W, a chunk of rows at a time
+        x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
+        gx = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R) / s_safe[None, :, :]
+        _store_chunk(gm_ptr, _times(gx, q_t) + _times(x, w), b, live, v0, V, D, DP, R)
 
 
-def _tile(d: int) -> tuple[int, int, int]:
-    """(DP, BLOCK, num_warps): D padded to a power of two, matrices per program, warps."""
+class Launch(NamedTuple):
+    """Launch shape of one kernel: ``block`` matrices per program on ``warps`` warps (so
+    32·warps / block threads share a matrix), ``rows`` rows of M loaded per step as one
+    (rows, dp, block) tile."""
+
+    block: int
+    warps: int
+    rows: int
+
+
+class KernelConfig(NamedTuple):
+    """Launch shapes of the fused kernels for one D; dp is D padded to a power of two."""
+
+    dp: int
+    forward: Launch
+    backward: Launch
+
+
+def kernel_config(d: int) -> KernelConfig:
+    """The launch shapes measured fastest on an H200 (2026-12-01, experiments/svd_tune.py,
+    benchmarks/results/2026-12-01-h200/run5-tune.log): 48×4, 32×3 one thread per matrix; the
+    padded D = 5…8 backward spills least with four threads per matrix, the D = 5 forward runs
+    fastest with one, the D = 8 forward with four. D = 6, 7 were not measured."""
     dp = triton.next_power_of_2(d)
-    warps = 4 if dp <= 4 else 2
-    return dp, 32 * warps, warps
+    if dp <= 4:
+        return KernelConfig(dp, Launch(64, 2, 8), Launch(64, 2, 8))
+    shared = Launch(8, 1, 4)
+    return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else shared, shared)
 
 
 def jacobi_sweeps(d: int) -> int:
@@ -291,21 +391,21 @@ def jacobi_sweeps(d: int) -> int:
 
 
 def fused_svd_forward(
-    m: torch.Tensor, floor_rtol: float
+    m: torch.Tensor, floor_rtol: float, config: KernelConfig | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """M (B, V, D) contiguous → U (B, V, D) in M's dtype; S (B, D), Vt (B, D, D) in float32
-    (float64 for float64 M)."""
+    (float64 for float64 M). ``config`` overrides :func:`kernel_config`."""
     n, v, d = m.shape
-    dp, block, warps = _tile(d)
+    cfg = config or kernel_config(d)
     aux = torch.float64 if m.dtype == torch.float64 else torch.float32
     u = torch.empty_like(m)
     s = torch.empty((n, d), dtype=aux, device=m.device)
     vt = torch.empty((n, d, d), dtype=aux, device=m.device)
-    grid = (triton.cdiv(n, block),)
-    gram_svd_forward_kernel[grid](
+    fwd = cfg.forward
+    gram_svd_forward_kernel[(triton.cdiv(n, fwd.block),)](
         m, u, s, vt, n,
-        V=v, D=d, DP=dp, BLOCK=block, SWEEPS=jacobi_sweeps(d), FLOOR_RTOL=floor_rtol,
-        num_warps=warps,
+        V=v, D=d, DP=cfg.dp, BLOCK=fwd.block, R=fwd.rows, SWEEPS=jacobi_sweeps(d),
+        FLOOR_RTOL=floor_rtol, WELL_CONDITIONED=WELL_CONDITIONED, num_warps=fwd.warps,
     )  # fmt: skip
     return u, s, vt
 
@@ -320,14 +420,16 @@ def fused_svd_backward(
     floor_abs: float,
     floor_rtol: float,
     degeneracy_eps: float,
+    config: KernelConfig | None = None,
 ) -> torch.Tensor:
     """∂L/∂M (B, V, D) in M's dtype from the saved (M, S, Vt) and contiguous output grads."""
     n, v, d = m.shape
-    dp, block, warps = _tile(d)
+    cfg = config or kernel_config(d)
     g_m = torch.empty_like(m)
-    grid = (triton.cdiv(n, block),)
-    gram_svd_backward_kernel[grid](
+    bwd = cfg.backward
+    gram_svd_backward_kernel[(triton.cdiv(n, bwd.block),)](
         m, s, vt, g_u, g_s, g_vt, g_m, n, floor_abs, degeneracy_eps,
-        V=v, D=d, DP=dp, BLOCK=block, FLOOR_RTOL=floor_rtol, num_warps=warps,
+        V=v, D=d, DP=cfg.dp, BLOCK=bwd.block, R=bwd.rows, FLOOR_RTOL=floor_rtol,
+        num_warps=bwd.warps,
     )  # fmt: skip
     return g_m

@@ -1,0 +1,132 @@
+"""Launch shapes of the fused SVD kernels, timed on the GPU: which ``KernelConfig`` per D.
+
+Usage:
+    python experiments/svd_tune.py --compile-only K/N   # compile shard K of N (Triton cache)
+    python experiments/svd_tune.py [--json OUT]         # time every candidate
+
+Compile the shards in parallel processes first (kernel compilation is CPU-bound and takes up to
+a minute per variant), then time. For every (V, D) and candidate: forward and forward-free
+backward ms (``triton.testing.do_bench``, median), registers and spills of both kernels, the
+forward's errors on the timed batch (max ‖USVt − M‖/‖M‖, max |UᵀU − I|) and the backward's
+relative difference to the float64 eigh path's on its first 4,096 matrices. Chunked gesvda is
+timed on the same batch as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from triton.testing import do_bench
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from svd_paths import ROUTES, svd_errors, unit_rows
+
+from geolip.solvers import svd_triton
+from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL, _degeneracy_eps, gram_svd
+from geolip.solvers.svd_triton import KernelConfig as K
+from geolip.solvers.svd_triton import Launch
+
+
+def _both(dp: int, block: int, warps: int, rows_fwd: int, rows_bwd: int) -> K:
+    return K(dp, Launch(block, warps, rows_fwd), Launch(block, warps, rows_bwd))
+
+
+# the candidates of run5-tune.log (the forward and the backward on one launch shape each)
+CANDIDATES: dict[tuple[int, int], list[K]] = {
+    (48, 4): [_both(4, 64, 2, 8, 8), _both(4, 64, 2, 8, 4), _both(4, 128, 4, 8, 4),
+              _both(4, 32, 1, 8, 8), _both(4, 64, 2, 16, 8)],
+    (32, 3): [_both(4, 64, 2, 8, 8), _both(4, 64, 2, 8, 4), _both(4, 32, 1, 8, 8)],
+    (48, 5): [_both(8, 64, 2, 4, 4), _both(8, 32, 2, 4, 4), _both(8, 16, 2, 4, 4),
+              _both(8, 8, 1, 4, 4)],
+    (64, 8): [_both(8, 64, 2, 4, 4), _both(8, 32, 2, 4, 4), _both(8, 16, 2, 4, 4),
+              _both(8, 8, 1, 4, 4)],
+    (256, 8): [_both(8, 32, 2, 4, 4), _both(8, 16, 2, 4, 4)],
+    (256, 16): [_both(16, 4, 2, 4, 4), _both(16, 2, 1, 4, 4), _both(16, 8, 4, 4, 4)],
+}  # fmt: skip
+
+
+def jobs() -> list[tuple[int, int, K]]:
+    return [(v, d, cfg) for (v, d), cfgs in CANDIDATES.items() for cfg in cfgs]
+
+
+def backward(m: torch.Tensor, s, vt, grads, cfg: K | None) -> torch.Tensor:
+    return svd_triton.fused_svd_backward(
+        m, s, vt, *grads,
+        floor_abs=torch.finfo(m.dtype).tiny ** 0.5, floor_rtol=SINGULAR_FLOOR_RTOL,
+        degeneracy_eps=_degeneracy_eps(m.dtype), config=cfg,
+    )  # fmt: skip
+
+
+def compiled_kernels() -> dict[str, object]:
+    out = {}
+    for kernel in (svd_triton.gram_svd_forward_kernel, svd_triton.gram_svd_backward_kernel):
+        for cache, *_ in kernel.device_caches.values():
+            out.update({f"{kernel.fn.__name__}:{key}": k for key, k in cache.items()})
+    return out
+
+
+def run(v: int, d: int, cfg: K, n: int) -> dict:
+    m = unit_rows(n, v, d, seed=d)
+    before = set(compiled_kernels())
+    u, s, vt = svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    grads = tuple(torch.randn(t.shape, generator=gen, device="cuda") for t in (u, s, vt))
+    g_m = backward(m, s, vt, grads, cfg)
+    new = {k: c for k, c in compiled_kernels().items() if k not in before}
+    row = {"V": v, "D": d, "B": n, "config": [cfg.dp, list(cfg.forward), list(cfg.backward)]}
+    for name, c in new.items():
+        kind = "fwd" if name.startswith("gram_svd_forward") else "bwd"
+        row[f"{kind}_regs"], row[f"{kind}_spills"] = c.n_regs, c.n_spills
+    row["fwd_ms"] = do_bench(lambda: svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg))
+    row["bwd_ms"] = do_bench(lambda: backward(m, s, vt, grads, cfg))
+    row.update(svd_errors(m, u, s, vt))
+    k = 4096
+    x = m[:k].double().cpu().requires_grad_(True)
+    ue, se, vte = gram_svd(x, method="eigh")
+    # the same loss in eigh's gauge: flip the gradients of singular pairs whose sign differs
+    sign = torch.sign((vte.detach() * vt[:k].double().cpu()).sum(-1))
+    g_u, g_s, g_vt = (g[:k].double().cpu() for g in grads)
+    torch.autograd.backward((ue, se, vte), (g_u * sign[:, None], g_s, g_vt * sign[..., None]))
+    ref = x.grad
+    row["bwd_rel_diff"] = ((g_m[:k].double().cpu() - ref).norm() / ref.norm()).item()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--compile-only", help="K/N: compile shard K of N and exit")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    if args.compile_only:
+        k, n = (int(x) for x in args.compile_only.split("/"))
+        for v, d, cfg in jobs()[k::n]:
+            m = unit_rows(3 * max(cfg.forward.block, cfg.backward.block), v, d, seed=0)
+            u, s, vt = svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg)
+            backward(m, s, vt, (torch.ones_like(u), torch.ones_like(s), torch.ones_like(vt)), cfg)
+            torch.cuda.synchronize()
+        return
+    rows = []
+    for v, d, cfg in jobs():
+        n = 1_048_576 if d <= 4 else 131_072
+        try:
+            rows.append(run(v, d, cfg, n))
+        except Exception as exc:
+            rows.append({"V": v, "D": d, "config": repr(cfg), "error": repr(exc)[:300]})
+        print(json.dumps(rows[-1]), flush=True)
+    for v, d in CANDIDATES:
+        n = 1_048_576 if d <= 4 else 131_072
+        m = unit_rows(n, v, d, seed=d)
+        for route in ("gesvda", "eigh"):
+            ms = do_bench(lambda: ROUTES[route](m), warmup=5, rep=100)  # noqa: B023
+            rows.append({"V": v, "D": d, "B": n, "route": route, "fwd_ms": ms})
+            print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
