@@ -123,3 +123,53 @@ def test_singular_values_are_invariant_and_vectors_equivariant_under_rotation(
     signs = torch.sign(((vt @ r) * vt2).sum(-1))  # (3, D): ±1 per singular pair
     assert torch.allclose(vt2, signs.unsqueeze(-1) * (vt @ r), atol=1e-8)
     assert torch.allclose(u2, (p @ u) * signs.unsqueeze(-2), atol=1e-8)
+
+
+def _with_condition(v: int, d: int, ratio: float, n: int, seed: int) -> torch.Tensor:
+    """(n, v, d) float32 matrices with σ_min/σ_max = ratio, singular values geometric."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(torch.randn(n, v, d, generator=gen, dtype=torch.float64)).Q
+    w = torch.linalg.qr(torch.randn(n, d, d, generator=gen, dtype=torch.float64)).Q
+    sv = ratio ** torch.linspace(0, 1, d, dtype=torch.float64)
+    return ((q * sv) @ w.mT).float()
+
+
+@pytest.mark.parametrize("ratio", [3e-3, 3e-4])
+def test_orthonormal_on_either_side_of_the_conditioning_switch(ratio: float) -> None:
+    """A whole batch just above WELL_CONDITIONED takes C from the rotated Gram, one just below
+    sums it over the rows: both give U with UᵀU = I and the float64 reference's S."""
+    from geolip.solvers.svd_triton import WELL_CONDITIONED
+
+    assert (ratio > WELL_CONDITIONED) == (ratio == 3e-3)
+    v, d = (48, 4) if DEVICE == "cuda" else (9, 4)
+    m = _with_condition(v, d, ratio, 20, seed=11)
+    u, s, vt = (t.double().cpu() for t in gram_svd(m.to(DEVICE), method="fused"))
+    m64 = m.double()
+    assert (u.mT @ u - torch.eye(d, dtype=torch.float64)).abs().max() < 1e-6
+    rec = ((u * s.unsqueeze(-2)) @ vt - m64).flatten(1).norm(dim=1) / m64.flatten(1).norm(dim=1)
+    assert rec.max() < 1e-6
+    ref = torch.linalg.svdvals(m64)
+    assert ((s - ref).abs() / ref[:, :1]).max() < 1e-6
+
+
+def test_launch_shape_does_not_change_the_result() -> None:
+    """One thread per matrix, several threads per matrix, and other row-tile heights agree
+    (float64 input, so the comparison sees the kernels, not rounding to float32)."""
+    from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL
+    from geolip.solvers.svd_triton import KernelConfig, Launch, fused_svd_forward, kernel_config
+
+    v, d = (20, 5) if DEVICE == "cuda" else (7, 5)
+    gen = torch.Generator().manual_seed(5)
+    m = torch.nn.functional.normalize(
+        torch.randn(12, v, d, generator=gen, dtype=torch.float64), dim=-1
+    )
+    m[0] = _with_condition(v, d, 1e-4, 1, seed=5)[0].double()  # sends its program past the switch
+    m = m.to(DEVICE)
+    outs = [
+        fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg)
+        for cfg in (kernel_config(d), KernelConfig(8, Launch(8, 1, 2), Launch(8, 1, 2)))
+    ]
+    # with 8 matrices per program, matrices 8…11 form a well-conditioned program of their own
+    # and take C from the Gram instead of the rows: they agree to ε₆₄κ², not bit for bit
+    for a, b in zip(*outs, strict=True):
+        assert (a - b).abs().max() < 1e-9
