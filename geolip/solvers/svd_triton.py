@@ -269,7 +269,8 @@ def gram_svd_forward_kernel(
     c_gram = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Pᵀ (QᵀGQ) P / (S Sᵀ)
     for i in tl.static_range(D):
         c_gram += _row(perm, rows, i)[:, None, :] * _row(g_sorted, rows, i)[None, :, :]
-    c = tl.where(from_rows, c, c_gram / (s_safe[:, None, :] * s_safe[None, :, :]))
+    scale = s_safe[:, None, :] * s_safe[None, :, :]  # 0 only where it underflows: dead lanes
+    c = tl.where(from_rows, c, c_gram / tl.where(scale > 0.0, scale, 1.0))
     coef_a, coef_b = _orthonormal_coefficients(c, h, rows, cols, idx, D, DP, BLOCK)
     w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # U = M (w0 A) + E B
     for r in tl.static_range(D):
