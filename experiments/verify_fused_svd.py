@@ -3,10 +3,11 @@ gradients against float64 references.
 
 Usage: python experiments/verify_fused_svd.py [--json OUT]
 
-Forward, for D = 3, 4, 5, 8 (V = 256 too at D = 8): 1,048,576 random unit-row matrices, and
-65,536 of each adversarial family: near-equal singular values (relative gaps 1e-3…1e-7),
-rank-deficient (rank 1…D−1, rows normalised), repeated rows, scales 1e-30…1e-10 and 1e10…1e30,
-all-zero. Pass: max relative reconstruction error < 1e-6, max |UᵀU − I| < 1e-6, no NaN.
+Forward, for D = 3, 4, 5, 8 (V = 256 too at D = 8) and 16 (V = 256): 1,048,576 random
+unit-row matrices (262,144 at V = 256), and 65,536 of each adversarial family: near-equal
+singular values (relative gaps 1e-3…1e-7), rank-deficient (rank 1…D−1, rows normalised),
+repeated rows, scales 1e-30…1e-10 and 1e10…1e30, all-zero. Pass: max relative reconstruction
+error < 1e-6, max |UᵀU − I| < 1e-6, no NaN.
 Backward: ∂L/∂M of the fused path against the eigh path (CPU, float64 inputs and float32
 inputs), and torch.autograd.gradcheck (finite differences, float64) of a gauge-invariant loss.
 """
@@ -25,7 +26,7 @@ from svd_paths import svd_errors, unit_rows
 
 from geolip.solvers.linalg import gram_svd
 
-SHAPES = [(32, 3), (48, 4), (48, 5), (64, 8), (256, 8)]
+SHAPES = [(32, 3), (48, 4), (48, 5), (64, 8), (256, 8), (256, 16)]
 
 
 def adversarial(v: int, d: int, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -109,7 +110,7 @@ def check_backward() -> list[dict]:
             results.append({"V": v, "D": d, "dtype": str(dtype), "rel_diff_vs_cpu": rel,
                             "finite": bool(torch.isfinite(fused).all())})  # fmt: skip
             print(json.dumps(results[-1]), flush=True)
-        m = unit_rows(2, min(v, 12), d, seed=9).double().requires_grad_(True)
+        m = unit_rows(2, min(v, max(12, d)), d, seed=9).double().requires_grad_(True)
 
         def f(x: torch.Tensor) -> torch.Tensor:
             u, s, vt = gram_svd(x, method="fused")

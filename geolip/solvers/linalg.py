@@ -54,8 +54,9 @@ def sphere_normalize(m: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 SVDMethod = Literal["auto", "eigh", "fused"]
 
 
-FUSED_MAX_D = 8
-"""Largest D the fused kernels take: one thread holds a few D×D float64 tiles in registers."""
+FUSED_MAX_D = 16
+"""Largest D the fused kernels take: D ≤ 8 one thread per matrix holds its D×D float64 tiles in
+registers; 8 < D ≤ 16 the 16×16 tiles are spread over the threads of a warp."""
 
 
 def fused_svd_supported(v: int, d: int) -> bool:
@@ -113,7 +114,7 @@ def gram_svd(
     if method not in ("auto", "eigh", "fused"):
         raise ValueError(f"method must be 'auto', 'eigh' or 'fused', got {method!r}")
     if method == "fused" and not fused_svd_supported(v, d):
-        raise ValueError(f"the fused kernels take D ≤ 8, got {v}×{d}")
+        raise ValueError(f"the fused kernels take D ≤ {FUSED_MAX_D}, got {v}×{d}")
     flat = m.reshape(-1, v, d)
     if method == "fused" or (method == "auto" and _auto_fused(flat)):
         u, s, vt = _FusedGramSVD.apply(flat)
@@ -122,10 +123,10 @@ def gram_svd(
     return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
 
 
-AUTO_FUSED_MAX_D = 5
-"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (2026-12-01,
-docs/benchmarks.md): at 48×4 and 48×5 they beat the eigh route forward and forward+backward;
-at D = 8 their forward, padded tiles spilling registers, was not faster than eigh's."""
+AUTO_FUSED_MAX_D = 8
+"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (2026-12-02,
+docs/benchmarks.md): at 48×4, 48×5 and 64×8 they beat the eigh route forward and
+forward+backward; at 256×16 their forward is slower than eigh's (and than chunked gesvda)."""
 
 
 def _auto_fused(m: torch.Tensor) -> bool:

@@ -56,7 +56,7 @@ def _entry(vec, idx, i):
 
 
 @triton.jit
-def _jacobi_rotation(g, q, rows, cols, idx, p: tl.constexpr, r: tl.constexpr):
+def _jacobi_rotation(g, q, rows, cols, idx, p, r):
     """One Jacobi rotation in the (p, r) plane: G ← JᵀGJ zeroes G[p, r]; Q ← QJ."""
     gp = _row(g, rows, p)
     gr = _row(g, rows, r)
@@ -109,20 +109,20 @@ def _orthonormal_coefficients(
     """MGS twice in coefficient space → A, B (DP, DP, BLOCK): column j of U is U₀a_j + Eb_j."""
     coef_a = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
     coef_b = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
-    for j in tl.static_range(D):
+    for j in range(D):  # runtime loops: the robust kernel runs rarely, compiles fast
         a = tl.where(idx == j, 1.0, 0.0) + tl.zeros((DP, BLOCK), dtype=tl.float64)
         b = tl.zeros((DP, BLOCK), dtype=tl.float64)
         cand_a = tl.zeros((DP, BLOCK), dtype=tl.float64)
         covered = tl.zeros((DP, BLOCK), dtype=tl.float64)
-        for i in tl.static_range(j):  # ⟨u_i, e_k⟩ = (H a_i)_k + (b_i)_k
+        for i in range(j):  # ⟨u_i, e_k⟩ = (H a_i)_k + (b_i)_k
             proj = tl.sum(h * _col(coef_a, cols, i)[None, :, :], axis=1) + _col(coef_b, cols, i)
             covered += proj * proj
         # of e_0..e_j one is at squared distance ≥ 1/(j+1) from span(u_0..u_{j-1})
         covered = tl.where(idx <= j, covered, 2.0)
         k = tl.argmin(covered, axis=0)
-        cand_b = tl.where(idx == k[None, :], 1.0, 0.0)
+        cand_b = tl.where(idx == k[None, :], 1.0, 0.0).to(tl.float64)
         for _ in tl.static_range(2):
-            for i in tl.static_range(j):
+            for i in range(j):
                 ai = _col(coef_a, cols, i)
                 bi = _col(coef_b, cols, i)
                 w = _k_dot(ai, bi, a, b, c, h)
@@ -206,33 +206,25 @@ def _gather_rows(t, v0, DP: tl.constexpr, R: tl.constexpr):
 
 
 @triton.jit
-def gram_svd_forward_kernel(
-    m_ptr,
-    u_ptr,
-    s_ptr,
-    vt_ptr,
-    n_matrices,
-    V: tl.constexpr,
-    D: tl.constexpr,
-    DP: tl.constexpr,
-    BLOCK: tl.constexpr,
-    R: tl.constexpr,
-    SWEEPS: tl.constexpr,
-    FLOOR_RTOL: tl.constexpr,
-    WELL_CONDITIONED: tl.constexpr,
-):
-    """M (B, V, D) → U (B, V, D), S (B, D) descending, Vt (B, D, D); see the module doc."""
-    b, live, rows, cols, idx = _program_tiles(n_matrices, D, DP, BLOCK)
-
+def _sorted_eigen_of_gram(m_ptr, b, live, rows, cols, idx, V: tl.constexpr, D: tl.constexpr,
+                          DP: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr,
+                          SWEEPS: tl.constexpr):  # fmt: skip
+    """G = MᵀM in float64, Jacobi sweeps, sort → S (DP, BLOCK) descending (0 past D) and the
+    eigenvectors Q (DP, DP, BLOCK), column r belonging to S[r]."""
     g = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
     for v0 in range(0, V, R):
         x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
         g += _outer_sum(x, x)
-    q = tl.where(rows == cols, 1.0, 0.0) + tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+    q = tl.where(rows == cols, 1.0, 0.0) + tl.zeros_like(g)
     for _ in range(SWEEPS):
-        for p in tl.static_range(D - 1):
-            for r in tl.static_range(p + 1, D):
-                g, q = _jacobi_rotation(g, q, rows, cols, idx, p, r)
+        if D <= 8:  # unrolled: the selects of a rotation become register picks
+            for p in tl.static_range(D - 1):
+                for r in tl.static_range(p + 1, D):
+                    g, q = _jacobi_rotation(g, q, rows, cols, idx, p, r)
+        else:  # D(D−1)/2 unrolled rotations would take minutes to compile
+            for p in range(D - 1):
+                for r in range(p + 1, D):
+                    g, q = _jacobi_rotation(g, q, rows, cols, idx, p, r)
 
     # sort descending: rank_i = #{j : λj > λi or (λj = λi and j < i)}; padding ranks last
     lam = tl.sum(tl.where(rows == cols, g, 0.0), axis=1)  # (DP, BLOCK), index i
@@ -243,52 +235,87 @@ def gram_svd_forward_kernel(
     rank = tl.sum(before.to(tl.int32), axis=1)  # (DP, BLOCK), index i
     perm = tl.where(rank[:, None, :] == cols, 1.0, 0.0)  # perm[i, r] = [rank_i = r]
     s = tl.sqrt(tl.maximum(tl.sum(perm * lam[:, None, :], axis=0), 0.0))  # (DP, BLOCK), index r
-    q_sorted = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
-    g_sorted = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Pᵀ (QᵀGQ) P, rows still unsorted
+    q_sorted = tl.zeros_like(g)
     for i in tl.static_range(D):
-        perm_i = _row(perm, rows, i)[None, :, :]
-        q_sorted += _col(q, cols, i)[:, None, :] * perm_i
-        g_sorted += _col(g, cols, i)[:, None, :] * perm_i
-    floor = FLOOR_RTOL * _entry(s, idx, 0) + 1.0e-300
-    s_safe = tl.maximum(s, floor[None, :])
-    w0 = q_sorted / s_safe[None, :, :]  # U₀ = M w0
+        q_sorted += _col(q, cols, i)[:, None, :] * _row(perm, rows, i)[None, :, :]
+    return s, q_sorted
 
-    # C = U₀ᵀU₀. Where every live matrix has σ_min ≥ WELL_CONDITIONED·σ_max it is read off the
-    # rotated Gram (error ≈ ε₆₄ κ² ≤ 1e-10) and only the first D rows are visited, for H;
-    # otherwise it is summed over U₀'s rows, exact where U₀ is.
-    ratio = tl.where(live, _entry(s, idx, D - 1) / (_entry(s, idx, 0) + 1.0e-300), 1.0)
-    from_rows = tl.min(ratio, axis=0) < WELL_CONDITIONED
-    c = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
-    h = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+
+@triton.jit
+def gram_svd_forward_kernel(
+    m_ptr,
+    u_ptr,
+    s_ptr,
+    vt_ptr,
+    ill_ptr,
+    n_matrices,
+    V: tl.constexpr,
+    D: tl.constexpr,
+    DP: tl.constexpr,
+    BLOCK: tl.constexpr,
+    R: tl.constexpr,
+    SWEEPS: tl.constexpr,
+    FLOOR_RTOL: tl.constexpr,
+    WELL_CONDITIONED: tl.constexpr,
+    ROBUST: tl.constexpr,
+    ONLY_FLAGGED: tl.constexpr,
+):
+    """M (B, V, D) → U (B, V, D), S (B, D) descending, Vt (B, D, D); see the module doc.
+
+    ``ROBUST=False`` (fast): U = M Q / S for the matrices with σ_min ≥ WELL_CONDITIONED·σ_max;
+    the others are flagged in ``ill_ptr`` (int8, B) and left unwritten. ``ROBUST=True``: the
+    re-orthonormalised U of step 3, for the flagged matrices (``ONLY_FLAGGED``) or all of them;
+    a program holding none returns after reading the flags.
+    """
+    b, live, rows, cols, idx = _program_tiles(n_matrices, D, DP, BLOCK)
+    if ROBUST and ONLY_FLAGGED:
+        live = live & (tl.load(ill_ptr + b, mask=live, other=0) != 0)
+    if tl.max(live.to(tl.int32), axis=0) > 0:
+        s, q_sorted = _sorted_eigen_of_gram(m_ptr, b, live, rows, cols, idx, V, D, DP, BLOCK,
+                                            R, SWEEPS)  # fmt: skip
+        floor = FLOOR_RTOL * _entry(s, idx, 0) + 1.0e-300
+        s_safe = tl.maximum(s, floor[None, :])
+        w = q_sorted / s_safe[None, :, :]  # U₀ = M w
+        if ROBUST:
+            w, coef_b = _robust_coefficients(m_ptr, b, live, w, rows, cols, idx, V, D, DP, BLOCK,
+                                             R)  # fmt: skip
+        else:
+            ill = _entry(s, idx, D - 1) <= WELL_CONDITIONED * _entry(s, idx, 0)  # M = 0 too
+            tl.store(ill_ptr + b, ill.to(tl.int8), mask=live)
+            live = live & ~ill
+        for v0 in range(0, V, R):
+            u = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w)
+            if ROBUST:  # noqa: SIM102 (a compile-time branch around a runtime one)
+                if v0 < D:
+                    u += _gather_rows(coef_b, v0, DP, R)
+            _store_chunk(u_ptr, u, b, live, v0, V, D, DP, R)
+        vec_mask = live[None, :] & (idx < D)
+        tl.store(s_ptr + b[None, :] * D + idx, s.to(s_ptr.dtype.element_ty), mask=vec_mask)
+        # Vt[r, k] = Q_sorted[k, r]: tile axis 0 is k, axis 1 is r
+        tl.store(
+            vt_ptr + b[None, None, :] * (D * D) + cols * D + rows,
+            q_sorted.to(vt_ptr.dtype.element_ty),
+            mask=live[None, None, :] & (rows < D) & (cols < D),
+        )
+
+
+@triton.jit
+def _robust_coefficients(m_ptr, b, live, w0, rows, cols, idx, V: tl.constexpr, D: tl.constexpr,
+                         DP: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr):  # fmt: skip
+    """Step 3 for U₀ = M w0: C = U₀ᵀU₀ and H = U₀[:D] summed over the rows, Gram–Schmidt in
+    coefficient space → (W, B) with U = M W + E B orthonormal."""
+    c = tl.zeros_like(w0)
+    h = tl.zeros_like(w0)
     for v0 in range(0, V, R):
-        if from_rows | (v0 < D):
-            u0 = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w0)
-            c += _outer_sum(u0, u0)
-            if v0 < D:
-                h += _scatter_rows(u0, v0, DP, R)
-    c_gram = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Pᵀ (QᵀGQ) P / (S Sᵀ)
-    for i in tl.static_range(D):
-        c_gram += _row(perm, rows, i)[:, None, :] * _row(g_sorted, rows, i)[None, :, :]
-    scale = s_safe[:, None, :] * s_safe[None, :, :]  # 0 only where it underflows: dead lanes
-    c = tl.where(from_rows, c, c_gram / tl.where(scale > 0.0, scale, 1.0))
+        u0 = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w0)
+        c += _outer_sum(u0, u0)
+        if v0 < D:
+            h += _scatter_rows(u0, v0, DP, R)
     coef_a, coef_b = _orthonormal_coefficients(c, h, rows, cols, idx, D, DP, BLOCK)
-    w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # U = M (w0 A) + E B
+    w = tl.zeros_like(w0)  # U = M (w0 A) + E B
     for r in tl.static_range(D):
         w += _col(w0, cols, r)[:, None, :] * _row(coef_a, rows, r)[None, :, :]
-
-    for v0 in range(0, V, R):
-        u = _times(_load_chunk(m_ptr, b, live, v0, V, D, DP, R), w)
-        if v0 < D:
-            u += _gather_rows(coef_b, v0, DP, R)
-        _store_chunk(u_ptr, u, b, live, v0, V, D, DP, R)
-    vec_mask = live[None, :] & (idx < D)
-    tl.store(s_ptr + b[None, :] * D + idx, s.to(s_ptr.dtype.element_ty), mask=vec_mask)
-    # Vt[r, k] = Q_sorted[k, r]: tile axis 0 is k, axis 1 is r
-    tl.store(
-        vt_ptr + b[None, None, :] * (D * D) + cols * D + rows,
-        q_sorted.to(vt_ptr.dtype.element_ty),
-        mask=live[None, None, :] & (rows < D) & (cols < D),
-    )
+    return w, coef_b
 
 
 @triton.jit
@@ -325,11 +352,11 @@ def gram_svd_backward_kernel(
     floor = (FLOOR_RTOL * _entry(s, idx, 0) + floor_abs)[None, :]
     s_safe = tl.where(idx < D, tl.maximum(s, floor), 1.0)
 
-    y = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Mᵀ (g_U / S)
+    y = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Mᵀ g_U, then Mᵀ (g_U / S)
     for v0 in range(0, V, R):
         x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
-        gx = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R) / s_safe[None, :, :]
-        y += _outer_sum(x, gx)
+        y += _outer_sum(x, _load_chunk(gu_ptr, b, live, v0, V, D, DP, R))
+    y = y / s_safe[None, :, :]
     g_q = g_vt_t + y
     g_s_total = g_s - tl.where(s > floor, tl.sum(q * y, axis=0) / s_safe, 0.0)
     g_lam = g_s_total / (2.0 * s_safe)
@@ -339,14 +366,12 @@ def gram_svd_backward_kernel(
     gap = (lam[None, :, :] - lam[:, None, :]) / lam_max  # gap[i, j] = (λj − λi) / λmax
     f = gap / (gap * gap + degeneracy_eps * degeneracy_eps) / lam_max
 
-    x_qg = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Qᵀ g_Q and its transpose
-    x_qg_t = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+    antisym = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # X − Xᵀ for X = Qᵀ g_Q
     for k in tl.static_range(D):
         qk = _row(q, rows, k)
         gk = _row(g_q, rows, k)
-        x_qg += qk[:, None, :] * gk[None, :, :]
-        x_qg_t += gk[:, None, :] * qk[None, :, :]
-    inner = f * (x_qg - x_qg_t) + tl.where(rows == cols, 2.0 * g_lam[None, :, :], 0.0)
+        antisym += qk[:, None, :] * gk[None, :, :] - gk[:, None, :] * qk[None, :, :]
+    inner = f * antisym + tl.where(rows == cols, 2.0 * g_lam[None, :, :], 0.0)
 
     q_inner = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Q · inner
     for k in tl.static_range(D):
@@ -354,11 +379,12 @@ def gram_svd_backward_kernel(
     w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Q · inner · Qᵀ
     for k in tl.static_range(D):
         w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
+    q_t = q_t / s_safe[:, None, :]  # S⁻¹ Qᵀ
 
-    for v0 in range(0, V, R):  # ∂L/∂M = (g_U / S) Qᵀ + M W, a chunk of rows at a time
+    for v0 in range(0, V, R):  # ∂L/∂M = g_U S⁻¹ Qᵀ + M W, a chunk of rows at a time
         x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
-        gx = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R) / s_safe[None, :, :]
-        _store_chunk(gm_ptr, _times(gx, q_t) + _times(x, w), b, live, v0, V, D, DP, R)
+        g_u = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R)
+        _store_chunk(gm_ptr, _times(g_u, q_t) + _times(x, w), b, live, v0, V, D, DP, R)
 
 
 class Launch(NamedTuple):
@@ -376,19 +402,26 @@ class KernelConfig(NamedTuple):
 
     dp: int
     forward: Launch
+    robust: Launch
     backward: Launch
 
 
 def kernel_config(d: int) -> KernelConfig:
-    """The launch shapes measured fastest on an H200 (2026-12-01, experiments/svd_tune.py,
-    benchmarks/results/2026-12-01-h200/run5-tune.log): 48×4, 32×3 one thread per matrix; the
-    padded D = 5…8 backward spills least with four threads per matrix, the D = 5 forward runs
-    fastest with one, the D = 8 forward with four. D = 6, 7 were not measured."""
+    """The launch shapes measured fastest on an H200 (2026-12-02, experiments/svd_tune.py,
+    benchmarks/results/2026-12-02-h200/run7-tune.log). D ≤ 4: one thread per matrix, 8-row
+    tiles (4-row tiles for the D = 3 forward); D = 5…8: the fast forward one thread per matrix
+    with 4-row tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust
+    forward four threads per matrix; D = 9…16: a matrix over 16 threads. D = 6, 7 were not
+    measured and take D = 8's shapes."""
     dp = triton.next_power_of_2(d)
     if dp <= 4:
-        return KernelConfig(dp, Launch(64, 2, 8), Launch(64, 2, 8))
+        one = Launch(64, 2, 8)
+        return KernelConfig(dp, Launch(64, 2, 4) if d <= 3 else one, one, one)
+    if dp == 16:
+        sixteen = Launch(2, 1, 4)
+        return KernelConfig(dp, sixteen, sixteen, sixteen)
     shared = Launch(8, 1, 4)
-    return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else shared, shared)
+    return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else Launch(32, 1, 2), shared, shared)
 
 
 def jacobi_sweeps(d: int) -> int:
@@ -396,22 +429,43 @@ def jacobi_sweeps(d: int) -> int:
     return 6 if d <= 4 else 8
 
 
+def forward_constants(v: int, d: int, launch: Launch, floor_rtol: float) -> dict:
+    """Compile-time arguments of ``gram_svd_forward_kernel`` (but ROBUST and ONLY_FLAGGED)."""
+    return {
+        "V": v, "D": d, "DP": triton.next_power_of_2(d), "BLOCK": launch.block, "R": launch.rows,
+        "SWEEPS": jacobi_sweeps(d), "FLOOR_RTOL": floor_rtol,
+        "WELL_CONDITIONED": WELL_CONDITIONED,
+    }  # fmt: skip
+
+
 def fused_svd_forward(
     m: torch.Tensor, floor_rtol: float, config: KernelConfig | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """M (B, V, D) contiguous → U (B, V, D) in M's dtype; S (B, D), Vt (B, D, D) in float32
-    (float64 for float64 M). ``config`` overrides :func:`kernel_config`."""
+    (float64 for float64 M). ``config`` overrides :func:`kernel_config`.
+
+    Two launches: the fast kernel, then the robust one, which returns at once in programs
+    holding no matrix the fast kernel flagged. Float64 M takes the robust kernel alone: the
+    fast kernel's U₀ is orthonormal only to ≈ ε₆₄κ², above float64's own rounding.
+    """
     n, v, d = m.shape
     cfg = config or kernel_config(d)
-    aux = torch.float64 if m.dtype == torch.float64 else torch.float32
+    exact = m.dtype == torch.float64
+    aux = torch.float64 if exact else torch.float32
     u = torch.empty_like(m)
     s = torch.empty((n, d), dtype=aux, device=m.device)
     vt = torch.empty((n, d, d), dtype=aux, device=m.device)
-    fwd = cfg.forward
-    gram_svd_forward_kernel[(triton.cdiv(n, fwd.block),)](
-        m, u, s, vt, n,
-        V=v, D=d, DP=cfg.dp, BLOCK=fwd.block, R=fwd.rows, SWEEPS=jacobi_sweeps(d),
-        FLOOR_RTOL=floor_rtol, WELL_CONDITIONED=WELL_CONDITIONED, num_warps=fwd.warps,
+    ill = torch.empty(n, dtype=torch.int8, device=m.device)
+    if not exact:
+        fast = cfg.forward
+        gram_svd_forward_kernel[(triton.cdiv(n, fast.block),)](
+            m, u, s, vt, ill, n, **forward_constants(v, d, fast, floor_rtol),
+            ROBUST=False, ONLY_FLAGGED=False, num_warps=fast.warps,
+        )  # fmt: skip
+    robust = cfg.robust
+    gram_svd_forward_kernel[(triton.cdiv(n, robust.block),)](
+        m, u, s, vt, ill, n, **forward_constants(v, d, robust, floor_rtol),
+        ROBUST=True, ONLY_FLAGGED=not exact, num_warps=robust.warps,
     )  # fmt: skip
     return u, s, vt
 
