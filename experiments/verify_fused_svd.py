@@ -1,7 +1,7 @@
 """GPU acceptance check of the fused SVD (issue 4): ≥ 1M random and adversarial matrices, and
 gradients against float64 references.
 
-Usage: python experiments/verify_fused_svd.py [--json OUT]
+Usage: python experiments/verify_fused_svd.py [--json OUT] [--shapes 48x4,64x8]
 
 Forward, for D = 3, 4, 5, 8 (V = 256 too at D = 8) and 16 (V = 256): 1,048,576 random
 unit-row matrices (262,144 at V = 256), and 65,536 of each adversarial family: near-equal
@@ -61,9 +61,9 @@ def adversarial(v: int, d: int, n: int, seed: int) -> dict[str, torch.Tensor]:
     }
 
 
-def check_forward() -> list[dict]:
+def check_forward(shapes: list[tuple[int, int]]) -> list[dict]:
     results = []
-    for v, d in SHAPES:
+    for v, d in shapes:
         n_random = 262_144 if v > 64 else 1_048_576
         sets = {"random": unit_rows(n_random, v, d, seed=d), **adversarial(v, d, 65_536, d)}
         for name, m in sets.items():
@@ -95,9 +95,9 @@ def grad(m: torch.Tensor, method: str, w: list) -> torch.Tensor:
     return x.grad
 
 
-def check_backward() -> list[dict]:
+def check_backward(shapes: list[tuple[int, int]]) -> list[dict]:
     results = []
-    for v, d in SHAPES:
+    for v, d in shapes:
         for dtype in (torch.float64, torch.float32):
             m = unit_rows(4096, v, d, seed=5).to(dtype)
             m[::7, 1] = m[::7, 0]  # repeated rows: equal singular values occur
@@ -125,10 +125,14 @@ def check_backward() -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--shapes", help="VxD,... (default: all of SHAPES)")
     args = parser.parse_args()
+    shapes = SHAPES
+    if args.shapes:
+        shapes = [tuple(int(x) for x in shape.split("x")) for shape in args.shapes.split(",")]
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    report["forward"] = check_forward()
-    report["backward"] = check_backward()
+    report["forward"] = check_forward(shapes)
+    report["backward"] = check_backward(shapes)
     failed = [r for r in report["forward"] if not r["pass"]]
     print(f"forward: {len(report['forward']) - len(failed)}/{len(report['forward'])} sets pass")
     if args.json:
