@@ -1,6 +1,6 @@
-"""Fused thin SVD of small tall matrices on the GPU (Triton): one launch forward, one backward.
+"""Fused thin SVD of small tall matrices on the GPU (Triton): two launches forward, one backward.
 
-A program owns BLOCK matrices M (V, D), D ≤ 8, in (DP, DP, BLOCK) and (DP, BLOCK) tiles with the
+A program owns BLOCK matrices M (V, D), D ≤ 16, in (DP, DP, BLOCK) and (DP, BLOCK) tiles with the
 batch last (DP: D padded to a power of two). With BLOCK = 32·warps one thread owns one matrix
 and every D×D operation stays in its registers (the masked selects compile to register picks);
 a smaller BLOCK spreads a matrix over several threads (``KernelConfig``). Rows of M are read and
@@ -8,16 +8,17 @@ written R at a time as one (R, DP, BLOCK) tile: a thread's R·D words are contig
 what lets these passes run at the memory floor (``experiments/svd_load_patterns.py``).
 Forward, all in float64:
 
-1. G = MᵀM (one pass over the rows); cyclic two-sided Jacobi sweeps on G accumulate Q;
+1. G = MᵀM (one pass over the rows); cyclic two-sided Jacobi sweeps on G accumulate Q (unrolled
+   for D ≤ 8, runtime loops above, which compile in seconds);
 2. sort eigenvalues descending (rank counting, no data-dependent branches), S = √λ;
-3. C = U₀ᵀU₀ and H = U₀[:D] for U₀ = M Q / max(S, floor): if every matrix of the program has
-   σ_min ≥ WELL_CONDITIONED·σ_max, C is read off the rotated Gram (QᵀGQ, error ≈ ε₆₄κ² ≤ 1e-10)
-   and only the first D rows are read, for H; otherwise a second pass sums C over U₀'s rows,
-   exact where U₀ is. Modified Gram–Schmidt, twice, runs in coefficient space with C as the
-   inner product, so U = U₀ A + E B stays exact where U₀ is: columns of (near-)zero σ are
-   replaced by the standard basis vector e_k (k ≤ j) farthest from the span of the previous
-   columns (E B holds those);
-4. a last pass writes U. UᵀU = I for every input, rank-deficient and zero included.
+3. fast kernel: for σ_min ≥ WELL_CONDITIONED·σ_max, U = M Q S⁻¹ is orthonormal to ≈ ε₆₄κ²
+   ≤ 1e-10 and is written in a second pass; other matrices (rank-deficient, zero) are flagged;
+4. robust kernel, only in programs holding a flagged matrix (and for all of float64 M):
+   C = U₀ᵀU₀ and H = U₀[:D] summed over the rows of U₀ = M Q / max(S, floor); modified
+   Gram–Schmidt, twice, in coefficient space with C as the inner product, so U = U₀ A + E B stays
+   exact where U₀ is: columns of (near-)zero σ are replaced by the standard basis vector e_k
+   (k ≤ j) farthest from the span of the previous columns (E B holds those); a last pass writes
+   U. UᵀU = I for every input, rank-deficient and zero included.
 
 The backward is the computation of :class:`geolip.solvers.linalg._GramSVD.backward`
 (differentiating eigh of MᵀM and U = M Q S⁻¹ with the bounded 1/(λⱼ − λᵢ)) in two passes over
