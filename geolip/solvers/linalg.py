@@ -71,9 +71,10 @@ def gram_svd(
 
     Two implementations of one function. ``"eigh"``: float64 Gram + ``torch.linalg.eigh`` on
     at most ``chunk_size`` matrices at a time (the result does not depend on ``chunk_size``),
-    cast back to m's dtype; CPU or CUDA. ``"fused"``: one Triton launch per direction
-    (:mod:`geolip.solvers.svd_triton`): float64 Jacobi eigensolver in registers, U
-    re-orthonormalised, so UᵀU = I even for rank-deficient M; no batch limit; S and Vt are
+    cast back to m's dtype; CPU or CUDA. ``"fused"``: Triton kernels, two launches forward and
+    one backward (:mod:`geolip.solvers.svd_triton`), D ≤ FUSED_MAX_D: float64 Jacobi
+    eigensolver in registers, U re-orthonormalised where M is ill-conditioned, so UᵀU = I even
+    for rank-deficient M; no batch limit, no host synchronisation; S and Vt are
     computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
     tensors with D ≤ AUTO_FUSED_MAX_D (where it measured fastest) when Triton is installed,
     else ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
