@@ -227,15 +227,22 @@ class Trainer:
     def train_step(self) -> float:
         """One optimisation step on a fresh batch; returns the loss."""
         self.model.train()
-        loss = self._loss(self._batch())
+        loss = self.optimisation_step(self._batch())
+        self.step += 1
+        return loss.item()
+
+    def optimisation_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Loss, backward, cross-attention clipping and the Adam step on the batch x; returns
+        the loss tensor. Never synchronises with the host (unless cv_proximity_reweighting is
+        on), so it can be captured in a CUDA graph; the step counter is the caller's."""
+        loss = self._loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clipped = cross_attention_parameters(self.model)
         if clipped and self.config.cross_attn_clip > 0:
             torch.nn.utils.clip_grad_norm_(clipped, self.config.cross_attn_clip)
         self.optimizer.step()
-        self.step += 1
-        return loss.item()
+        return loss
 
     # -------------------------------------------------------------------------- evaluate
     @torch.no_grad()
