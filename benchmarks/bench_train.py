@@ -115,8 +115,9 @@ def graphed_images_per_s(route: str, steps: int) -> float:
     saved = [t.clone() for t in state]
     graph.replay()
     replayed = loss.item()
-    for t, s in zip(state, saved, strict=True):
-        t.copy_(s)
+    with torch.no_grad():
+        for t, s in zip(state, saved, strict=True):
+            t.copy_(s)
     eager = trainer.optimisation_step(batch).item()
     if not abs(replayed - eager) <= 1e-3 * abs(eager):
         raise RuntimeError(f"graphed {route} step: loss {replayed:.6g} vs eager {eager:.6g}")

@@ -3,6 +3,7 @@
 Usage:
     python experiments/svd_tune.py --compile-only K/N   # compile shard K of N (Triton cache)
     python experiments/svd_tune.py [--json OUT]         # time every candidate
+    (either takes --shapes 256x16,48x4 to restrict the shapes)
 
 Compile the shards in parallel processes first (kernel compilation is CPU-bound and takes up to
 a minute per variant), then time. For every (V, D) and candidate: forward and forward-free
@@ -48,12 +49,15 @@ CANDIDATES: dict[tuple[int, int], list[K]] = {
     (64, 8): [_cfg(8, (8, 1, 4), (8, 1, 4)), _cfg(8, (16, 1, 4), (16, 2, 4), (8, 1, 4)),
               _cfg(8, (32, 1, 2), (32, 2, 2), (8, 1, 4))],
     (256, 16): [_cfg(16, (2, 1, 4), (2, 1, 4)), _cfg(16, (4, 2, 4), (4, 2, 4), (2, 1, 4)),
-                _cfg(16, (1, 1, 4), (1, 1, 4), (2, 1, 4))],
+                _cfg(16, (1, 1, 4), (1, 1, 4), (2, 1, 4)),
+                _cfg(16, (4, 1, 4), (4, 1, 4), (2, 1, 4)),
+                _cfg(16, (8, 2, 4), (8, 2, 4), (2, 1, 4)),
+                _cfg(16, (2, 1, 8), (2, 1, 8), (2, 1, 4))],
 }  # fmt: skip
 
 
-def jobs() -> list[tuple[int, int, K]]:
-    return [(v, d, cfg) for (v, d), cfgs in CANDIDATES.items() for cfg in cfgs]
+def jobs(shapes: list[tuple[int, int]]) -> list[tuple[int, int, K]]:
+    return [(v, d, cfg) for v, d in shapes for cfg in CANDIDATES[v, d]]
 
 
 def backward(m: torch.Tensor, s, vt, grads, cfg: K | None) -> torch.Tensor:
@@ -105,24 +109,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--compile-only", help="K/N: compile shard K of N and exit")
     parser.add_argument("--json")
+    parser.add_argument("--shapes", default=None, help="comma-separated VxD, e.g. 256x16")
     args = parser.parse_args()
+    shapes = list(CANDIDATES)
+    if args.shapes:
+        shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     if args.compile_only:
         k, n = (int(x) for x in args.compile_only.split("/"))
-        for v, d, cfg in jobs()[k::n]:
+        for v, d, cfg in jobs(shapes)[k::n]:
             m = unit_rows(3 * max(launch.block for launch in cfg[1:]), v, d, seed=0)
             u, s, vt = svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg)
             backward(m, s, vt, (torch.ones_like(u), torch.ones_like(s), torch.ones_like(vt)), cfg)
             torch.cuda.synchronize()
         return
     rows = []
-    for v, d, cfg in jobs():
+    for v, d, cfg in jobs(shapes):
         n = 1_048_576 if d <= 4 else 131_072
         try:
             rows.append(run(v, d, cfg, n))
         except Exception as exc:
             rows.append({"V": v, "D": d, "config": repr(cfg), "error": repr(exc)[:300]})
         print(json.dumps(rows[-1]), flush=True)
-    for v, d in CANDIDATES:
+    for v, d in shapes:
         n = 1_048_576 if d <= 4 else 131_072
         m = unit_rows(n, v, d, seed=d)
         for route in ("gesvda", "eigh"):

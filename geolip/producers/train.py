@@ -233,8 +233,8 @@ class Trainer:
 
     def optimisation_step(self, x: torch.Tensor) -> torch.Tensor:
         """Loss, backward, cross-attention clipping and the Adam step on the batch x; returns
-        the loss tensor. Never synchronises with the host (unless cv_proximity_reweighting is
-        on), so it can be captured in a CUDA graph; the step counter is the caller's."""
+        the loss, detached. Never synchronises with the host (unless cv_proximity_reweighting
+        is on), so it can be captured in a CUDA graph; the step counter is the caller's."""
         loss = self._loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -242,7 +242,7 @@ class Trainer:
         if clipped and self.config.cross_attn_clip > 0:
             torch.nn.utils.clip_grad_norm_(clipped, self.config.cross_attn_clip)
         self.optimizer.step()
-        return loss
+        return loss.detach()
 
     # -------------------------------------------------------------------------- evaluate
     @torch.no_grad()

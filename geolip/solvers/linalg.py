@@ -56,7 +56,8 @@ SVDMethod = Literal["auto", "eigh", "fused"]
 
 FUSED_MAX_D = 16
 """Largest D the fused kernels take: D ≤ 8 one thread per matrix holds its D×D float64 tiles in
-registers; 8 < D ≤ 16 the 16×16 tiles are spread over the threads of a warp."""
+registers; 8 < D ≤ 16 the 16×16 tiles are spread over the threads of a warp, and the Jacobi
+sweeps rotate 8 disjoint planes at a time."""
 
 
 def fused_svd_supported(v: int, d: int) -> bool:

@@ -8,8 +8,10 @@ written R at a time as one (R, DP, BLOCK) tile: a thread's R·D words are contig
 what lets these passes run at the memory floor (``experiments/svd_load_patterns.py``).
 Forward, all in float64:
 
-1. G = MᵀM (one pass over the rows); cyclic two-sided Jacobi sweeps on G accumulate Q (unrolled
-   for D ≤ 8, runtime loops above, which compile in seconds);
+1. G = MᵀM (one pass over the rows); two-sided Jacobi sweeps on G accumulate Q: for D ≤ 8 cyclic
+   rotations, unrolled; above, parallel rounds, the DP/2 disjoint planes (j, j ⊕ mask) at once
+   for mask = 1 … DP−1 (every plane once a sweep), in a runtime loop: unrolled, the 16-wide
+   rounds took minutes to compile and ran slower (100 ms against 54 ms at 256×16, B = 131,072);
 2. sort eigenvalues descending (rank counting, no data-dependent branches), S = √λ;
 3. fast kernel: for σ_min ≥ WELL_CONDITIONED·σ_max, U = M Q S⁻¹ is orthonormal to ≈ ε₆₄κ²
    ≤ 1e-10 and is written in a second pass; other matrices (rank-deficient, zero) are flagged;
@@ -91,6 +93,38 @@ def _jacobi_rotation(g, q, rows, cols, idx, p, r):
         (c[None, :] * qp - s[None, :] * qr)[:, None, :],
         tl.where(cols == r, (s[None, :] * qp + c[None, :] * qr)[:, None, :], q),
     )
+    return g, q
+
+
+@triton.jit
+def _jacobi_round(g, q, rows, cols, idx, mask):
+    """The DP/2 disjoint Jacobi rotations in the planes (j, j ⊕ mask), applied at once: G ← JᵀGJ
+    zeroes every G[j, j ⊕ mask]; Q ← QJ. Disjoint rotations commute, so each takes its angle
+    from the same G; masks 1 … DP−1 rotate every pair once (mask = p ⊕ r). The gathers along
+    the column axis are the exchange between the threads holding columns j and j ⊕ mask."""
+    partner = cols ^ mask  # (1, DP, 1)
+    diag = tl.sum(tl.where(rows == cols, g, 0.0), axis=0)  # (DP, BLOCK): G[j, j]
+    off = tl.sum(tl.where(rows == partner, g, 0.0), axis=0)  # G[j ⊕ mask, j]
+    swap = tl.broadcast_to(idx ^ mask, diag.shape)
+    diag_partner = tl.gather(diag, swap, 0)
+    first = idx < (idx ^ mask)  # j is p, the lower index of its plane (p, r)
+    # both columns of a plane read G[p, r] (column r): G is symmetric only to rounding, and
+    # the two must take the same angle for J to stay orthogonal
+    off = tl.where(first, tl.gather(off, swap, 0), off)
+    app = tl.where(first, diag, diag_partner)
+    arr = tl.where(first, diag_partner, diag)
+    nonzero = off != 0.0
+    tau = (arr - app) / (2.0 * tl.where(nonzero, off, 1.0))
+    t = tl.where(tau >= 0.0, 1.0, -1.0) / (tl.abs(tau) + tl.sqrt(1.0 + tau * tau))
+    t = tl.where(nonzero, t, 0.0)
+    c = 1.0 / tl.sqrt(1.0 + t * t)
+    s = tl.where(first, -t, t) * c  # column j of GJ: c·G[:, j] + s·G[:, j ⊕ mask]
+    across = tl.broadcast_to(partner, g.shape)
+    g = c[None, :, :] * g + s[None, :, :] * tl.gather(g, across, 1)
+    g = c[:, None, :] * g + s[:, None, :] * tl.gather(g, tl.broadcast_to(rows ^ mask, g.shape), 0)
+    new_diag = tl.where(first, app - t * off, arr + t * off)
+    g = tl.where(rows == partner, 0.0, tl.where(rows == cols, new_diag[None, :, :], g))
+    q = c[None, :, :] * q + s[None, :, :] * tl.gather(q, across, 1)
     return g, q
 
 
@@ -222,10 +256,9 @@ def _sorted_eigen_of_gram(m_ptr, b, live, rows, cols, idx, V: tl.constexpr, D: t
             for p in tl.static_range(D - 1):
                 for r in tl.static_range(p + 1, D):
                     g, q = _jacobi_rotation(g, q, rows, cols, idx, p, r)
-        else:  # D(D−1)/2 unrolled rotations would take minutes to compile
-            for p in range(D - 1):
-                for r in range(p + 1, D):
-                    g, q = _jacobi_rotation(g, q, rows, cols, idx, p, r)
+        else:  # parallel: DP/2 disjoint rotations per round, DP − 1 rounds per sweep
+            for mask in range(1, DP):
+                g, q = _jacobi_round(g, q, rows, cols, idx, mask)
 
     # sort descending: rank_i = #{j : λj > λi or (λj = λi and j < i)}; padding ranks last
     lam = tl.sum(tl.where(rows == cols, g, 0.0), axis=1)  # (DP, BLOCK), index i
@@ -412,15 +445,17 @@ def kernel_config(d: int) -> KernelConfig:
     benchmarks/results/2026-12-02-h200/run7-tune.log). D ≤ 4: one thread per matrix, 8-row
     tiles (4-row tiles for the D = 3 forward); D = 5…8: the fast forward one thread per matrix
     with 4-row tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust
-    forward four threads per matrix; D = 9…16: a matrix over 16 threads. D = 6, 7 were not
-    measured and take D = 8's shapes."""
+    forward four threads per matrix; D = 9…16: the fast forward a matrix over 32 threads (54 ms
+    at 256×16, B = 131,072, against 76 ms over 16 threads and 131 ms over 8; 2026-12-02, H200),
+    the robust forward and the backward over 16. D = 6, 7 were not measured and take D = 8's
+    shapes."""
     dp = triton.next_power_of_2(d)
     if dp <= 4:
         one = Launch(64, 2, 8)
         return KernelConfig(dp, Launch(64, 2, 4) if d <= 3 else one, one, one)
     if dp == 16:
         sixteen = Launch(2, 1, 4)
-        return KernelConfig(dp, sixteen, sixteen, sixteen)
+        return KernelConfig(dp, Launch(1, 1, 4), sixteen, sixteen)
     shared = Launch(8, 1, 4)
     return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else Launch(32, 1, 2), shared, shared)
 
