@@ -68,8 +68,7 @@ def kernel_usage(job: tuple[str, int, int, str]) -> str:
         launch = cfg.forward if which == "fast" else cfg.robust
         runtime = {"m_ptr": ptr, "u_ptr": ptr, "s_ptr": aux, "vt_ptr": aux,
                    "ill_ptr": "*i8", "n_matrices": "i32"}  # fmt: skip
-        consts = svd_triton.forward_constants(v, d, launch, 1e-12)
-        consts["ROBUST"] = which == "robust"
+        consts = svd_triton.forward_constants(v, d, launch, 1e-12, robust=which == "robust")
         consts["ONLY_FLAGGED"] = which == "robust"
         kernel = svd_triton.gram_svd_forward_kernel
     compiled = _compile(kernel, runtime, consts, launch.warps)

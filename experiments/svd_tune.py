@@ -48,11 +48,11 @@ CANDIDATES: dict[tuple[int, int], list[K]] = {
               _cfg(8, (64, 2, 2), (32, 2, 4), (8, 1, 4))],
     (64, 8): [_cfg(8, (8, 1, 4), (8, 1, 4)), _cfg(8, (16, 1, 4), (16, 2, 4), (8, 1, 4)),
               _cfg(8, (32, 1, 2), (32, 2, 2), (8, 1, 4))],
-    (256, 16): [_cfg(16, (2, 1, 4), (2, 1, 4)), _cfg(16, (4, 2, 4), (4, 2, 4), (2, 1, 4)),
-                _cfg(16, (1, 1, 4), (1, 1, 4), (2, 1, 4)),
-                _cfg(16, (4, 1, 4), (4, 1, 4), (2, 1, 4)),
-                _cfg(16, (8, 2, 4), (8, 2, 4), (2, 1, 4)),
-                _cfg(16, (2, 1, 8), (2, 1, 8), (2, 1, 4))],
+    (256, 16): [_cfg(16, (4, 1, 4), (2, 1, 4), (2, 1, 4)), _cfg(16, (2, 1, 8), (2, 1, 4)),
+                _cfg(16, (4, 1, 8), (2, 1, 4), (2, 1, 4)),
+                _cfg(16, (4, 1, 2), (2, 1, 4), (2, 1, 4)),
+                _cfg(16, (8, 1, 4), (2, 1, 4), (2, 1, 4)),
+                _cfg(16, (8, 2, 4), (2, 1, 4), (2, 1, 4))],
 }  # fmt: skip
 
 
@@ -94,13 +94,15 @@ def run(v: int, d: int, cfg: K, n: int) -> dict:
     row.update(svd_errors(m, u, s, vt))
     row["flagged"] = (s[:, -1] <= svd_triton.WELL_CONDITIONED * s[:, 0]).float().mean().item()
     k = 4096
-    x = m[:k].double().cpu().requires_grad_(True)
+    # the reference in M's dtype: the degeneracy broadening of 1/(λj − λi) depends on it (at
+    # float32 it moves the gradient of random 256×16 inputs by ~10 % against float64)
+    x = m[:k].cpu().requires_grad_(True)
     ue, se, vte = gram_svd(x, method="eigh")
     # the same loss in eigh's gauge: flip the gradients of singular pairs whose sign differs
-    sign = torch.sign((vte.detach() * vt[:k].double().cpu()).sum(-1))
-    g_u, g_s, g_vt = (g[:k].double().cpu() for g in grads)
+    sign = torch.sign((vte.detach().double() * vt[:k].double().cpu()).sum(-1)).to(m.dtype)
+    g_u, g_s, g_vt = (g[:k].cpu() for g in grads)
     torch.autograd.backward((ue, se, vte), (g_u * sign[:, None], g_s, g_vt * sign[..., None]))
-    ref = x.grad
+    ref = x.grad.double()
     row["bwd_rel_diff"] = ((g_m[:k].double().cpu() - ref).norm() / ref.norm()).item()
     return row
 
