@@ -59,6 +59,23 @@ def _entry(vec, idx, i):
 
 
 @triton.jit
+def _diagonal(vec, rows, cols):
+    """The (DP, DP, BLOCK) tile with vec (DP, BLOCK) on its diagonal."""
+    return tl.where(rows == cols, vec[None, :, :], 0.0)
+
+
+@triton.jit
+def _gathered_product(a, b, rows, D: tl.constexpr):
+    """A·B of (DP, DP, BLOCK) tiles, summed over k < D, for launch shapes that spread a
+    matrix's columns over threads: column k of A reaches every thread by one gather (warp
+    shuffles), row k of B is in each thread's registers."""
+    out = tl.zeros_like(a)
+    for k in tl.static_range(D):
+        out += tl.gather(a, tl.full(a.shape, k, tl.int32), 1) * _row(b, rows, k)[None, :, :]
+    return out
+
+
+@triton.jit
 def _jacobi_rotation(g, q, rows, cols, idx, p, r):
     """One Jacobi rotation in the (p, r) plane: G ← JᵀGJ zeroes G[p, r]; Q ← QJ."""
     gp = _row(g, rows, p)
@@ -470,19 +487,24 @@ def gram_svd_backward_kernel(
     gap = (lam[None, :, :] - lam[:, None, :]) / lam_max  # gap[i, j] = (λj − λi) / λmax
     f = gap / (gap * gap + degeneracy_eps * degeneracy_eps) / lam_max
 
-    antisym = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # X − Xᵀ for X = Qᵀ g_Q
-    for k in tl.static_range(D):
-        qk = _row(q, rows, k)
-        gk = _row(g_q, rows, k)
-        antisym += qk[:, None, :] * gk[None, :, :] - gk[:, None, :] * qk[None, :, :]
-    inner = f * antisym + tl.where(rows == cols, 2.0 * g_lam[None, :, :], 0.0)
-
-    q_inner = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Q · inner
-    for k in tl.static_range(D):
-        q_inner += _col(q, cols, k)[:, None, :] * _row(inner, rows, k)[None, :, :]
-    w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)  # Q · inner · Qᵀ
-    for k in tl.static_range(D):
-        w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
+    # W = Q · inner · Qᵀ with inner = f ∘ (X − Xᵀ) + 2 diag(g_λ), X = Qᵀ g_Q
+    if DP > 8:  # a matrix's columns on different threads: gathers, and one transpose of X
+        x_mat = _gathered_product(q_t, g_q, rows, D)
+        inner = f * (x_mat - tl.permute(x_mat, (1, 0, 2))) + _diagonal(2.0 * g_lam, rows, cols)
+        w = _gathered_product(_gathered_product(q, inner, rows, D), q_t, rows, D)
+    else:  # a thread holds whole matrices: register picks, no transpose
+        antisym = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+        for k in tl.static_range(D):
+            qk = _row(q, rows, k)
+            gk = _row(g_q, rows, k)
+            antisym += qk[:, None, :] * gk[None, :, :] - gk[:, None, :] * qk[None, :, :]
+        inner = f * antisym + _diagonal(2.0 * g_lam, rows, cols)
+        q_inner = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+        for k in tl.static_range(D):
+            q_inner += _col(q, cols, k)[:, None, :] * _row(inner, rows, k)[None, :, :]
+        w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
+        for k in tl.static_range(D):
+            w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
     q_t = q_t / s_safe[:, None, :]  # S⁻¹ Qᵀ
 
     for v0 in range(0, V, R):  # ∂L/∂M = g_U S⁻¹ Qᵀ + M W, a chunk of rows at a time
@@ -511,21 +533,21 @@ class KernelConfig(NamedTuple):
 
 
 def kernel_config(d: int) -> KernelConfig:
-    """The launch shapes measured fastest on an H200 (2026-12-02, experiments/svd_tune.py,
-    benchmarks/results/2026-12-02-h200/run7-tune.log). D ≤ 4: one thread per matrix, 8-row
-    tiles (4-row tiles for the D = 3 forward); D = 5…8: the fast forward one thread per matrix
-    with 4-row tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust
-    forward four threads per matrix; D = 9…16: the fast forward a matrix over 32 threads (54 ms
-    at 256×16, B = 131,072, against 76 ms over 16 threads and 131 ms over 8; 2026-12-02, H200),
-    the robust forward and the backward over 16. D = 6, 7 were not measured and take D = 8's
-    shapes."""
+    """The launch shapes measured fastest on an H200 (experiments/svd_tune.py; D ≤ 8:
+    2026-12-02, benchmarks/results/2026-12-02-h200/run7-tune.log; D = 16: 2026-12-03,
+    benchmarks/results/2026-12-03-h200/). D ≤ 4: one thread per matrix, 8-row tiles (4-row
+    tiles for the D = 3 forward); D = 5…8: the fast forward one thread per matrix with 4-row
+    tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust forward
+    four threads per matrix. D = 9…16: 32 threads hold 4 matrices (forward, 8-row tiles) or 2
+    (backward, 8-row tiles; robust forward, 4-row tiles), one column per thread; at 256×16,
+    B = 131,072, forward 8.1 ms against 8.6 with 2 matrices a warp, backward 11.0 ms against
+    12.3 with 4. D = 6, 7 were not measured and take D = 8's shapes."""
     dp = triton.next_power_of_2(d)
     if dp <= 4:
         one = Launch(64, 2, 8)
         return KernelConfig(dp, Launch(64, 2, 4) if d <= 3 else one, one, one)
     if dp == 16:
-        sixteen = Launch(2, 1, 4)
-        return KernelConfig(dp, sixteen, sixteen, sixteen)
+        return KernelConfig(dp, Launch(4, 1, 8), Launch(2, 1, 4), Launch(2, 1, 8))
     shared = Launch(8, 1, 4)
     return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else Launch(32, 1, 2), shared, shared)
 
