@@ -77,8 +77,8 @@ def gram_svd(
     eigensolver in registers, U re-orthonormalised where M is ill-conditioned, so UᵀU = I even
     for rank-deficient M; no batch limit, no host synchronisation; S and Vt are
     computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
-    tensors with D ≤ AUTO_FUSED_MAX_D (where it measured fastest) when Triton is installed,
-    else ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
+    tensors with D ≤ FUSED_MAX_D (where it measured fastest) when Triton is installed, else
+    ``"eigh"``. Both backwards apply the same rule below, so the paths agree.
     Differentiable (custom backward, once): finite for equal or zero singular values, and exact
     for distinct ones; U diag(S) Vt has the identity as its derivative even at exact degeneracy.
     Other gauge-invariant uses that are smooth through a degeneracy (U Uᵀ, Vtᵀ g(S) Vt) lose
@@ -125,16 +125,12 @@ def gram_svd(
     return u.reshape(*batch, v, d), s.reshape(*batch, d), vt.reshape(*batch, d, d)
 
 
-AUTO_FUSED_MAX_D = 8
-"""``"auto"`` takes the fused kernels up to this D. Measured on an H200 (2026-12-02,
-docs/benchmarks.md): at 48×4, 48×5 and 64×8 they beat the eigh route forward and
-forward+backward; at 256×16 their forward is slower than eigh's (and than chunked gesvda)."""
-
-
 def _auto_fused(m: torch.Tensor) -> bool:
-    if not (m.is_cuda and m.shape[-1] <= AUTO_FUSED_MAX_D):
-        return False
-    return importlib.util.find_spec("triton") is not None
+    """``"auto"`` takes the fused kernels for every CUDA shape they take. Measured on an H200
+    (2026-12-03, docs/benchmarks.md): faster than the eigh route and than chunked gesvda,
+    forward and forward+backward, at 48×4, 32×3, 48×5, 64×8, 256×8 and 256×16."""
+    supported = fused_svd_supported(*m.shape[-2:])
+    return m.is_cuda and supported and importlib.util.find_spec("triton") is not None
 
 
 def _degeneracy_eps(dtype: torch.dtype) -> float:
