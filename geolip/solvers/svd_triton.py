@@ -385,8 +385,9 @@ def gram_svd_forward_kernel(
 ):
     """M (B, V, D) → U (B, V, D), S (B, D) descending, Vt (B, D, D); see the module doc.
 
-    ``ROBUST=False`` (fast): U = M Q / S for the matrices with σ_min ≥ WELL_CONDITIONED·σ_max;
-    the others are flagged in ``ill_ptr`` (int8, B) and left unwritten. ``ROBUST=True``: the
+    ``ROBUST=False`` (fast): U = M Q / S for the matrices with σ_min > WELL_CONDITIONED·σ_max
+    whose Jacobi sweeps settled (``ONE_SIDED`` runs until they do, at most SWEEPS); the others
+    are flagged in ``ill_ptr`` (int8, B) and left unwritten. ``ROBUST=True``: the
     re-orthonormalised U of step 3, for the flagged matrices (``ONLY_FLAGGED``) or all of them;
     a program holding none returns after reading the flags.
     """

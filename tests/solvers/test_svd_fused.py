@@ -195,3 +195,46 @@ def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
     tol = 1e-9 if dtype == torch.float64 else 1e-5
     for a, b in zip(*outs, strict=True):
         assert (a - b).abs().max() < tol
+
+
+def _fast_kernel_flags(m: torch.Tensor) -> torch.Tensor:
+    """The fast forward kernel alone on float32 M: its ill/unsettled flags (B,)."""
+    import triton
+
+    from geolip.solvers import svd_triton
+
+    n, v, d = m.shape
+    fast = svd_triton.kernel_config(d).forward
+    u, s, vt = torch.empty_like(m), m.new_empty(n, d), m.new_empty(n, d, d)
+    ill = torch.full((n,), 7, dtype=torch.int8, device=m.device)
+    svd_triton.gram_svd_forward_kernel[(triton.cdiv(n, fast.block),)](
+        m, u, s, vt, ill, n, **svd_triton.forward_constants(v, d, fast, 1e-12, robust=False),
+        ONLY_FLAGGED=False, num_warps=fast.warps,
+    )  # fmt: skip
+    return ill.cpu()
+
+
+def test_one_sided_sweeps_settle_or_hand_the_matrix_to_the_robust_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """D > 8: random matrices settle within ONE_SIDED_MAX_SWEEPS and take the fast path, a zero
+    matrix is flagged; with a single sweep allowed, every random matrix is flagged, and the
+    robust kernel still returns the float64 reference's decomposition."""
+    from geolip.solvers import svd_triton
+
+    one_program_per_kernel(16, monkeypatch)
+    v, d = (64, 16) if DEVICE == "cuda" else (18, 16)
+    gen = torch.Generator().manual_seed(8)
+    m = torch.nn.functional.normalize(torch.randn(6, v, d, generator=gen), dim=-1)
+    m[5] = 0
+    m = m.to(DEVICE)
+    assert _fast_kernel_flags(m).tolist() == [0, 0, 0, 0, 0, 1]
+    monkeypatch.setattr(svd_triton, "ONE_SIDED_MAX_SWEEPS", 1)
+    assert _fast_kernel_flags(m).tolist() == [1] * 6
+    u, s, vt = (t.double().cpu() for t in gram_svd(m, method="fused"))
+    m64 = m.double().cpu()
+    assert (u.mT @ u - torch.eye(d, dtype=torch.float64)).abs().max() < 1e-6
+    rec = ((u * s.unsqueeze(-2)) @ vt - m64).flatten(1).norm(dim=1)
+    assert (rec[:5] / m64[:5].flatten(1).norm(dim=1)).max() < 1e-6 and rec[5] == 0
+    ref = torch.linalg.svdvals(m64)
+    assert ((s - ref).abs() / ref[:, :1].clamp_min(1e-300)).max() < 1e-6
