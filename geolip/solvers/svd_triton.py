@@ -18,7 +18,7 @@ Forward, all in float64:
      (8.0 ms against 54 ms for the two-sided rounds at 256×16, B = 131,072, on an H200). A
      matrix still rotating after ONE_SIDED_MAX_SWEEPS is flagged like an ill-conditioned one;
 2. sort eigenvalues descending (rank counting, no data-dependent branches), S = √λ;
-3. fast kernel: for σ_min ≥ WELL_CONDITIONED·σ_max, U = M Q S⁻¹ is orthonormal to ≈ ε₆₄κ²
+3. fast kernel: for σ_min > WELL_CONDITIONED·σ_max, U = M Q S⁻¹ is orthonormal to ≈ ε₆₄κ²
    ≤ 1e-10 and is written in a second pass; other matrices (rank-deficient, zero) are flagged;
 4. robust kernel, only in programs holding a flagged matrix (and for all of float64 M):
    C = U₀ᵀU₀ and H = U₀[:D] summed over the rows of U₀ = M Q / max(S, floor); modified
@@ -70,13 +70,20 @@ def _diagonal(vec, rows, cols):
 
 
 @triton.jit
+def _column_everywhere(a, k):
+    """Column k of a (N, K, BLOCK) tile in every column: out[r, j] = a[r, k]. Where the launch
+    spreads columns over threads, one gather (warp shuffles)."""
+    return tl.gather(a, tl.full(a.shape, k, tl.int32), 1)
+
+
+@triton.jit
 def _gathered_product(a, b, rows, D: tl.constexpr):
     """A·B of (DP, DP, BLOCK) tiles, summed over k < D, for launch shapes that spread a
     matrix's columns over threads: column k of A reaches every thread by one gather (warp
     shuffles), row k of B is in each thread's registers."""
     out = tl.zeros_like(a)
     for k in tl.static_range(D):
-        out += tl.gather(a, tl.full(a.shape, k, tl.int32), 1) * _row(b, rows, k)[None, :, :]
+        out += _column_everywhere(a, k) * _row(b, rows, k)[None, :, :]
     return out
 
 
@@ -157,7 +164,7 @@ def _cholesky(g, rows, cols, DP: tl.constexpr):
     rounding) gives a zero column; such matrices fail the conditioning test downstream."""
     chol = tl.zeros_like(g)
     for k in tl.static_range(DP):
-        col = tl.gather(g, tl.full(g.shape, k, tl.int32), 1)  # col[r, j] = S[r, k]
+        col = _column_everywhere(g, k)  # col[r, j] = S[r, k]
         pivot = tl.sum(tl.where(rows == k, col, 0.0), axis=0)  # S[k, k], (DP, BLOCK)
         inv = tl.where(pivot > 0.0, 1.0 / tl.sqrt(tl.where(pivot > 0.0, pivot, 1.0)), 0.0)
         lk = tl.where(rows >= k, col * inv[None, :, :], 0.0)  # L[r, k], in every column j
@@ -546,8 +553,9 @@ def kernel_config(d: int) -> KernelConfig:
     tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust forward
     four threads per matrix. D = 9…16: 32 threads hold 4 matrices (forward, 8-row tiles) or 2
     (backward, 8-row tiles; robust forward, 4-row tiles), one column per thread; at 256×16,
-    B = 131,072, forward 8.1 ms against 8.6 with 2 matrices a warp, backward 11.0 ms against
-    12.3 with 4. D = 6, 7 were not measured and take D = 8's shapes."""
+    B = 131,072, forward 8.1 ms against 8.6 with 4-row tiles and 9.6 with 2 matrices a warp,
+    backward 11.0 ms against 12.3 with 4 matrices a warp. D = 6, 7 were not measured and take
+    D = 8's shapes."""
     dp = triton.next_power_of_2(d)
     if dp <= 4:
         one = Launch(64, 2, 8)
@@ -584,6 +592,24 @@ def forward_constants(v: int, d: int, launch: Launch, floor_rtol: float, robust:
     }  # fmt: skip
 
 
+def launch_forward(
+    m: torch.Tensor,
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    floor_rtol: float,
+    launch: Launch,
+    robust: bool,
+    only_flagged: bool,
+) -> None:
+    """One launch of ``gram_svd_forward_kernel`` over all of M (B, V, D) into preallocated
+    (U, S, Vt, ill flags); the fast kernel (``robust=False``) writes the flags, the robust one
+    with ``only_flagged`` reads them."""
+    n, v, d = m.shape
+    gram_svd_forward_kernel[(triton.cdiv(n, launch.block),)](
+        m, *outputs, n, **forward_constants(v, d, launch, floor_rtol, robust=robust),
+        ONLY_FLAGGED=only_flagged, num_warps=launch.warps,
+    )  # fmt: skip
+
+
 def fused_svd_forward(
     m: torch.Tensor, floor_rtol: float, config: KernelConfig | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -594,26 +620,20 @@ def fused_svd_forward(
     holding no matrix the fast kernel flagged. Float64 M takes the robust kernel alone: the
     fast kernel's U₀ is orthonormal only to ≈ ε₆₄κ², above float64's own rounding.
     """
-    n, v, d = m.shape
+    n, _, d = m.shape
     cfg = config or kernel_config(d)
     exact = m.dtype == torch.float64
     aux = torch.float64 if exact else torch.float32
-    u = torch.empty_like(m)
-    s = torch.empty((n, d), dtype=aux, device=m.device)
-    vt = torch.empty((n, d, d), dtype=aux, device=m.device)
-    ill = torch.empty(n, dtype=torch.int8, device=m.device)
+    outputs = (
+        torch.empty_like(m),
+        torch.empty((n, d), dtype=aux, device=m.device),
+        torch.empty((n, d, d), dtype=aux, device=m.device),
+        torch.empty(n, dtype=torch.int8, device=m.device),
+    )
     if not exact:
-        fast = cfg.forward
-        gram_svd_forward_kernel[(triton.cdiv(n, fast.block),)](
-            m, u, s, vt, ill, n, **forward_constants(v, d, fast, floor_rtol, robust=False),
-            ONLY_FLAGGED=False, num_warps=fast.warps,
-        )  # fmt: skip
-    robust = cfg.robust
-    gram_svd_forward_kernel[(triton.cdiv(n, robust.block),)](
-        m, u, s, vt, ill, n, **forward_constants(v, d, robust, floor_rtol, robust=True),
-        ONLY_FLAGGED=not exact, num_warps=robust.warps,
-    )  # fmt: skip
-    return u, s, vt
+        launch_forward(m, outputs, floor_rtol, cfg.forward, robust=False, only_flagged=False)
+    launch_forward(m, outputs, floor_rtol, cfg.robust, robust=True, only_flagged=not exact)
+    return outputs[:3]
 
 
 def fused_svd_backward(

@@ -199,18 +199,13 @@ def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
 
 def _fast_kernel_flags(m: torch.Tensor) -> torch.Tensor:
     """The fast forward kernel alone on float32 M: its ill/unsettled flags (B,)."""
-    import triton
-
     from geolip.solvers import svd_triton
 
-    n, v, d = m.shape
-    fast = svd_triton.kernel_config(d).forward
-    u, s, vt = torch.empty_like(m), m.new_empty(n, d), m.new_empty(n, d, d)
+    n, _, d = m.shape
     ill = torch.full((n,), 7, dtype=torch.int8, device=m.device)
-    svd_triton.gram_svd_forward_kernel[(triton.cdiv(n, fast.block),)](
-        m, u, s, vt, ill, n, **svd_triton.forward_constants(v, d, fast, 1e-12, robust=False),
-        ONLY_FLAGGED=False, num_warps=fast.warps,
-    )  # fmt: skip
+    outputs = (torch.empty_like(m), m.new_empty(n, d), m.new_empty(n, d, d), ill)
+    fast = svd_triton.kernel_config(d).forward
+    svd_triton.launch_forward(m, outputs, 1e-12, fast, robust=False, only_flagged=False)
     return ill.cpu()
 
 
