@@ -44,8 +44,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoSibling
 
+from geolip._files import atomic_write
 from geolip._version import __version__
-from geolip.codebook.io import atomic_write
 from geolip.errors import HubError, HubIntegrityError, HubNotFoundError, HubUnreachableError
 
 DEFAULT_TIMEOUT = 10.0

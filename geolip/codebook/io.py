@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import struct
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
-from safetensors.torch import load as safetensors_load
 
+from geolip._files import atomic_write, write_folder
+from geolip._safetensors import parse_safetensors
 from geolip.codebook.schema import FORMAT_TAG, FORMAT_VERSION, CodebookMeta
 from geolip.errors import (
     CodebookFormatError,
@@ -34,10 +31,7 @@ from geolip.solvers.projective import non_canonical_rows
 
 TENSOR_FILE = "codebook.safetensors"
 META_FILE = "codebook.json"
-MAX_HEADER_BYTES = 16 * 1024 * 1024
 UNIT_TOLERANCE = 1e-5
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True)
@@ -127,15 +121,15 @@ def resolve_tensor_path(path: str | Path) -> Path:
 def read_artifact(path: str | Path) -> ArtifactContent:
     """Read and verify an artifact; every failure is a typed error naming the file.
 
-    Checks, in order: not a pickle or zip; header length and JSON; format tag and version;
-    tensor names, dtypes, shapes and offsets; meta hash and schema; the id; finiteness, unit
-    norms and canonical signs; the ``.json`` sidecar, when present, against the header.
+    Checks, in order: the safetensors header (length, JSON; a file that does not parse and
+    starts like a pickle or zip archive is named as one); format tag and version; tensor names,
+    dtypes, shapes and offsets; meta hash and schema; the id; finiteness, unit norms and
+    canonical signs; the ``.json`` sidecar, when present, against the header.
     """
     tp = resolve_tensor_path(path)
-    raw = tp.read_bytes()
-    header, data = _split_header(raw, tp)
-    md = _check_metadata(header, tp)
-    names = _check_tensor_entries(header, len(data), tp)
+    parsed = parse_safetensors(tp.read_bytes(), tp, CodebookFormatError)
+    md = _check_metadata(parsed.metadata, tp)
+    names = _check_tensor_entries(parsed.header, len(parsed.data), tp)
     meta_json = md["meta"]
     if hashlib.sha256(meta_json.encode()).hexdigest() != md.get("meta_sha256"):
         raise CodebookIntegrityError("meta does not match its stored sha256: it was altered", tp)
@@ -143,10 +137,7 @@ def read_artifact(path: str | Path) -> ArtifactContent:
         meta = CodebookMeta.model_validate_json(meta_json)
     except ValidationError as err:
         raise CodebookFormatError(f"meta does not fit the schema: {err}", tp) from err
-    try:
-        tensors = safetensors_load(raw)
-    except SafetensorError as err:
-        raise CodebookFormatError(f"safetensors refused the file: {err}", tp) from err
+    tensors = parsed.tensors(tp, CodebookFormatError)
     axes = tensors["axes"]
     stats = {n: tensors[n] for n in names if n != "axes"}
     if tuple(axes.shape) != (meta.size, meta.dim):
@@ -165,35 +156,9 @@ def read_artifact(path: str | Path) -> ArtifactContent:
     return ArtifactContent(axes=axes, stats=stats, meta=meta, codebook_id=cid)
 
 
-def _split_header(raw: bytes, tp: Path) -> tuple[dict, bytes]:
-    if raw[:2] in _PICKLE_MAGIC or raw[:4] == _ZIP_MAGIC:
-        raise CodebookFormatError(
-            "this is a pickle / torch.save archive; geolip never unpickles, "
-            "artifacts are safetensors + JSON",
-            tp,
-        )
-    if len(raw) < 8:
-        raise CodebookFormatError(f"truncated: {len(raw)} bytes, not even a header length", tp)
-    (n,) = struct.unpack("<Q", raw[:8])
-    if n > MAX_HEADER_BYTES:
-        raise CodebookFormatError(
-            f"header claims {n} bytes, over the {MAX_HEADER_BYTES}-byte limit", tp
-        )
-    if 8 + n > len(raw):
-        raise CodebookFormatError(f"truncated: header needs {n} bytes, file has {len(raw) - 8}", tp)
-    try:
-        header = json.loads(raw[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CodebookFormatError(f"header is not valid JSON ({err})", tp) from err
-    if not isinstance(header, dict):
-        raise CodebookFormatError("header is not a JSON object", tp)
-    return header, raw[8 + n :]
-
-
-def _check_metadata(header: dict, tp: Path) -> dict[str, str]:
-    md = header.get("__metadata__")
-    if not isinstance(md, dict) or not all(isinstance(v, str) for v in md.values()):
-        raise CodebookFormatError("no string-only __metadata__: not a geolip codebook", tp)
+def _check_metadata(md: dict[str, str], tp: Path) -> dict[str, str]:
+    if not md:
+        raise CodebookFormatError("no __metadata__: not a geolip codebook", tp)
     if md.get("format") != FORMAT_TAG:
         raise CodebookFormatError(
             f"format tag is {md.get('format')!r}, expected {FORMAT_TAG!r}", tp
@@ -219,7 +184,7 @@ def _check_metadata(header: dict, tp: Path) -> dict[str, str]:
 
 
 def _check_tensor_entries(header: dict, data_len: int, tp: Path) -> list[str]:
-    names = sorted(k for k in header if k != "__metadata__")
+    names = sorted(header)
     if "axes" not in names:
         raise CodebookFormatError("no 'axes' tensor", tp)
     end = 0
@@ -292,73 +257,38 @@ def _check_sidecar(path: Path, meta: CodebookMeta, cid: str) -> None:
         )
 
 
-def write_artifact(path: str | Path, payload: bytes, sidecar: str) -> Path:
-    """Write an artifact so that a failure never leaves a partial one.
+def write_artifact(path: str | Path, payload: bytes, sidecar: str, cid: str) -> Path:
+    """Write an artifact so that a failure never leaves a partial or unreadable one.
 
-    A folder path is written as a sibling temporary folder and renamed into place (an existing
-    artifact is swapped out only after the new one is complete). A ``*.safetensors`` path
-    writes ``NAME.safetensors`` and ``NAME.json``, each through a temporary file + rename.
+    A folder path is written as a sibling temporary folder, read back through
+    :func:`read_artifact` (which must find the id ``cid``) and renamed into place; an existing
+    artifact is swapped out only after the new one is complete. A ``*.safetensors`` path writes
+    ``NAME.safetensors`` and ``NAME.json``, each through a temporary file that is read back
+    before its rename.
 
     Returns:
         The path of the written ``.safetensors`` file.
     """
     target = Path(path)
     if target.suffix == ".safetensors":
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, payload)
-        atomic_write(target.with_suffix(".json"), sidecar.encode())
+        meta = CodebookMeta.model_validate_json(json.dumps(json.loads(sidecar)["meta"]))
+        atomic_write(target, payload, verify=lambda tmp: _expect_id(tmp, cid))
+        atomic_write(
+            target.with_suffix(".json"),
+            sidecar.encode(),
+            verify=lambda tmp: _check_sidecar(tmp, meta, cid),
+        )
         return target
     foreign = not target.is_dir() or any(target.iterdir()) if target.exists() else False
     if foreign and not (target / TENSOR_FILE).exists():
         raise CodebookFormatError("exists and is not a codebook artifact; not overwriting", target)
-    write_folder(target, {TENSOR_FILE: payload, META_FILE: sidecar.encode()})
+    files = {TENSOR_FILE: payload, META_FILE: sidecar.encode()}
+    write_folder(target, files, verify=lambda tmp: _expect_id(tmp, cid))
     return target / TENSOR_FILE
 
 
-def write_folder(target: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``files`` (name → bytes) as the folder ``target`` so that a failure never leaves a
-    partial one: each file is synced into a sibling temporary folder, which is renamed into
-    place; an existing ``target`` is swapped out only once the new folder is complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
-        for name, data in files.items():
-            _write_synced(tmp / name, data)
-        _swap_into_place(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a synced temporary file and a rename: readers see the
-    old file or the new one, never a partial one."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        _write_synced(tmp, data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def _expect_id(path: Path, cid: str) -> None:
+    """Read ``path`` back with every check; its id must be ``cid``."""
+    found = read_artifact(path).codebook_id
+    if found != cid:
+        raise CodebookIntegrityError(f"read back id {found[:12]}, wrote {cid[:12]}", path)

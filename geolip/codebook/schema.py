@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_TAG = "geolip.codebook"
 FORMAT_VERSION = 1
@@ -117,6 +117,16 @@ class CodebookMeta(_Model):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     geolip_version: str
     extra: dict[str, Any] = Field(default_factory=dict, description="free-form, JSON only")
+
+    @model_validator(mode="after")
+    def _text_is_unicode(self) -> CodebookMeta:
+        # a lone surrogate ("\ud800") passes Python's json but no UTF-8 reader: it would be
+        # written and then refused on load, so it is refused here, before anything is written
+        try:
+            json.dumps(self.model_dump(mode="json"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"text fields must be valid Unicode: {err.reason}") from err
+        return self
 
     def canonical_json(self) -> str:
         """Sorted keys, no whitespace, UTF-8 safe: the exact string stored in the artifact."""

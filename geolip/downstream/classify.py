@@ -24,12 +24,12 @@ from pydantic import (
     PositiveInt,
     ValidationError,
 )
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 from torch.nn.functional import adaptive_avg_pool2d, cross_entropy
 
-from geolip.codebook.io import atomic_write
+from geolip._files import atomic_write
+from geolip._safetensors import load_tensors, not_safetensors
 from geolip.downstream.features import FeatureKind, Features
 from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
 
@@ -246,7 +246,8 @@ def train_head(
 
 
 def save_head(trained: TrainedHead, path: str | Path) -> Path:
-    """Write one ``.safetensors`` file atomically: weights and buffers, the info as metadata."""
+    """Write one ``.safetensors`` file atomically: weights and buffers, the info as metadata;
+    the file is read back through :func:`load_head` before it replaces anything."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in trained.head.state_dict().items()}
@@ -255,8 +256,7 @@ def save_head(trained: TrainedHead, path: str | Path) -> Path:
         "version": str(HEAD_VERSION),
         "info": trained.info.model_dump_json(),
     }
-    atomic_write(target, save(state, metadata=metadata))
-    return target
+    return atomic_write(target, save(state, metadata=metadata), verify=load_head)
 
 
 def load_head(path: str | Path) -> TrainedHead:
@@ -270,12 +270,7 @@ def load_head(path: str | Path) -> TrainedHead:
     target = Path(path)
     if not target.is_file():
         raise CheckpointNotFoundError("no head file here", target)
-    try:
-        with safe_open(target, framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"not a valid safetensors file ({err})", target) from err
+    state, meta = load_tensors(target, not_safetensors)
     if meta.get("format") != HEAD_FORMAT:
         raise CheckpointError("not a geolip classification head", target)
     if meta.get("version") != str(HEAD_VERSION):

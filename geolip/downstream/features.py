@@ -24,18 +24,18 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from geolip._files import atomic_write
+from geolip._safetensors import load_tensors
 from geolip.codebook import Codebook
-from geolip.codebook.io import atomic_write
 from geolip.data.dataset import ImageDataset
-from geolip.errors import DatasetError, IncompatibleInputError
+from geolip.errors import CheckpointError, DatasetError, IncompatibleInputError
 from geolip.producers.extract import RowProducer, producer_device, producer_info
 
 FeatureKind = Literal["mean", "hist", "map"]
@@ -314,9 +314,29 @@ def _write_cache(
         "n": str(len(dataset)),
         "size": f"{dataset.size[0]}x{dataset.size[1]}",
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.contiguous() for k, v in tensors.items()}
-    atomic_write(path, save(payload, metadata=metadata))
+    kinds = tuple(tensors)
+    n = len(dataset)
+    atomic_write(
+        path,
+        save(payload, metadata=metadata),
+        verify=lambda tmp: _load_cache(tmp, key, kinds, n),  # type: ignore[arg-type]
+    )
+
+
+def _load_cache(
+    path: Path, key: str, kinds: tuple[FeatureKind, ...], n: int
+) -> dict[str, torch.Tensor]:
+    """The cached tensors of ``key``; raises CheckpointError for a damaged or foreign file."""
+    tensors, meta = load_tensors(
+        path, lambda problem, p: CheckpointError(f"unreadable feature cache ({problem})", p)
+    )
+    if meta.get("format") != FEATURES_FORMAT or meta.get("key") != key:
+        raise CheckpointError("feature cache does not match its key", path)
+    missing = [k for k in kinds if k not in tensors]
+    if missing or any(tensors[k].shape[0] != n for k in kinds):
+        raise CheckpointError(f"feature cache lacks {missing} or holds another n than {n}", path)
+    return {k: tensors[k] for k in kinds}
 
 
 def _read_cache(
@@ -325,14 +345,7 @@ def _read_cache(
     """The cached tensors, or ``None`` (with a warning) when the file is damaged or foreign:
     the caller then recomputes and overwrites it."""
     try:
-        with safe_open(path, framework="pt") as f:
-            meta: dict[str, Any] = f.metadata() or {}
-            ok = meta.get("format") == FEATURES_FORMAT and meta.get("key") == key
-            tensors = {k: f.get_tensor(k) for k in kinds} if ok else {}
-    except (SafetensorError, OSError, ValueError) as err:
-        warnings.warn(f"{path}: unreadable feature cache ({err}); recomputing", stacklevel=3)
+        return _load_cache(path, key, kinds, n)
+    except CheckpointError as err:
+        warnings.warn(f"{err}; recomputing", stacklevel=3)
         return None
-    if not ok or any(t.shape[0] != n for t in tensors.values()):
-        warnings.warn(f"{path}: feature cache does not match its key; recomputing", stacklevel=3)
-        return None
-    return tensors

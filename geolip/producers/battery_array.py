@@ -16,10 +16,9 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
+from geolip._safetensors import load_tensors, not_safetensors
 from geolip.codebook import Codebook
 from geolip.errors import CheckpointError, CheckpointNotFoundError
 from geolip.producers.extract import extract_codebook
@@ -207,10 +206,7 @@ class BatteryArray(PretrainedModule):
             config = BatteryArrayConfig(**doc)
         except ValueError as err:  # JSON, UTF-8 and pydantic errors are all ValueErrors
             raise CheckpointError(f"not a battery-array config ({err})", config_path) from err
-        try:
-            state = load_file(weights_path)
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"not a valid safetensors file ({err})", weights_path) from err
+        state, _ = load_tensors(weights_path, not_safetensors)
         array = cls(config)
         expected = {k: v.shape for k, v in array.state_dict().items()}
         found = {k: v.shape for k, v in state.items() if v.is_floating_point()}

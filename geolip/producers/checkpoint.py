@@ -15,17 +15,15 @@ Nothing is pickled; a folder that fails to parse is refused with a message namin
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 
+from geolip._files import write_folder
+from geolip._safetensors import load_tensors, not_safetensors
 from geolip.errors import CheckpointError, CheckpointNotFoundError
 
 FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "config.json")
@@ -61,32 +59,18 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], groups: list[Any]) 
 
 
 def save_checkpoint(path: str | Path, state: TrainingState) -> Path:
-    """Write ``state`` to the folder ``path`` atomically (temp folder, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    """Write ``state`` to the folder ``path`` atomically: a synced temporary folder, read back
+    through :func:`load_checkpoint`, then renamed into place (an older checkpoint there is
+    swapped out only then, and restored if the rename fails)."""
     opt_tensors, groups = optimizer_to_tensors(state.optimizer)
-    try:
-        tmp.mkdir()
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in state.model.items()},
-            tmp / "model.safetensors",
-        )
-        save_file(opt_tensors, tmp / "optimizer.safetensors")
-        save_file(state.rng, tmp / "rng.safetensors")
-        config = {**state.config, "optimizer_param_groups": groups}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for name in FILES:
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        if target.exists():
-            os.rename(target, old)
-        os.rename(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    config = {**state.config, "optimizer_param_groups": groups}
+    files = {
+        "model.safetensors": save(_cpu(state.model)),
+        "optimizer.safetensors": save(opt_tensors),
+        "rng.safetensors": save(state.rng),
+        "config.json": (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(),
+    }
+    return write_folder(path, files, verify=load_checkpoint)
 
 
 def load_checkpoint(path: str | Path) -> TrainingState:
@@ -97,12 +81,7 @@ def load_checkpoint(path: str | Path) -> TrainingState:
     for name in FILES:
         if not (folder / name).is_file():
             raise CheckpointError("missing from the checkpoint", folder / name)
-    tensors = {}
-    for name in FILES[:3]:
-        try:
-            tensors[name] = load_file(folder / name)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"not a valid safetensors file ({err})", folder / name) from err
+    tensors = {name: load_tensors(folder / name, not_safetensors)[0] for name in FILES[:3]}
     try:
         config = json.loads((folder / "config.json").read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -116,3 +95,7 @@ def load_checkpoint(path: str | Path) -> TrainingState:
         rng=tensors["rng.safetensors"],
         config=config,
     )
+
+
+def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}

@@ -6,9 +6,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
+from geolip._safetensors import load_tensors, not_safetensors
 from geolip.errors import CheckpointError, CheckpointNotFoundError
 from geolip.producers.battery_array import BatteryArray
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
@@ -48,10 +46,7 @@ def load_checkpoint_model(folder: str | Path) -> SphereSolver:
         raise CheckpointError(
             f"model class {doc['model_class']!r} is not a SphereSolver", config_path
         )
-    try:
-        state = load_file(weights_path)
-    except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"not a valid safetensors file ({err})", weights_path) from err
+    state, _ = load_tensors(weights_path, not_safetensors)
     model = SphereSolver(config, preset=doc.get("preset"))
     try:
         model.load_state_dict(state, strict=True)

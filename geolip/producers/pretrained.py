@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save
 from torch import nn
 
-from geolip.codebook.io import write_folder
+from geolip._files import Verify, write_folder
 from geolip.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -40,16 +40,18 @@ def pretrained_files(
     return {CONFIG_FILE: text.encode(), WEIGHTS_FILE: save(tensors)}
 
 
-def write_pretrained(folder: str | Path, files: Mapping[str, bytes]) -> Path:
-    """Write ``files`` (name → bytes) as the folder ``folder`` atomically (see
-    :func:`geolip.codebook.io.write_folder`). A non-empty folder without a ``config.json`` is
-    refused (CheckpointError) rather than replaced. Returns the folder."""
+def write_pretrained(
+    folder: str | Path, files: Mapping[str, bytes], verify: Verify | None = None
+) -> Path:
+    """Write ``files`` (name → bytes) as the folder ``folder`` atomically, ``verify`` reading
+    the temporary folder back first (see :func:`geolip._files.write_folder`). A non-empty
+    folder without a ``config.json`` is refused (CheckpointError) rather than replaced.
+    Returns the folder."""
     target = Path(folder)
     occupied = target.is_file() or (target.is_dir() and any(target.iterdir()))
     if occupied and not (target / CONFIG_FILE).is_file():
         raise CheckpointError("exists and is not a saved model; not overwriting", target)
-    write_folder(target, files)
-    return target
+    return write_folder(target, files, verify=verify)
 
 
 class PretrainedModule(nn.Module):
@@ -71,10 +73,17 @@ class PretrainedModule(nn.Module):
 
     def save_pretrained(self, save_directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``save_directory`` atomically
-        (see :func:`write_pretrained`). Returns the folder."""
-        return write_pretrained(
-            save_directory, pretrained_files(self.pretrained_config(), self.state_dict())
-        )
+        (see :func:`write_pretrained`); the folder is read back through :meth:`from_folder`
+        and must give the same tensors before it replaces anything. Returns the folder."""
+        files = pretrained_files(self.pretrained_config(), self.state_dict())
+        return write_pretrained(save_directory, files, verify=self._expect_same_weights)
+
+    def _expect_same_weights(self, folder: Path) -> None:
+        mine = self.state_dict()
+        theirs = type(self).from_folder(folder).state_dict()
+        differ = [k for k in mine if k not in theirs or not torch.equal(mine[k].cpu(), theirs[k])]
+        if differ or theirs.keys() != mine.keys():
+            raise CheckpointError(f"read back other weights than written ({differ[:3]})", folder)
 
     @classmethod
     def from_pretrained(

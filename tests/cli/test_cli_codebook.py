@@ -177,3 +177,17 @@ def test_help_does_not_import_torch() -> None:
         text=True,
     )
     assert helped.returncode == 0 and "merge" in helped.stdout
+
+
+def test_merge_of_two_random_codebooks_reads_back(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Regression: this merge wrote a header of 896 bytes (80 03 …), which `info` then refused
+    as a pickle; a written artifact must always read back."""
+    for seed, name in ((1, "a"), (2, "b")):
+        args = ["codebook", "random", "--k", "16", "--d", "4", "--seed", str(seed)]
+        assert run([*args, "--out", str(tmp_path / name)], capsys, monkeypatch)[0] == 0
+    merge = ["codebook", "merge", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert run([*merge, "--out", str(tmp_path / "m")], capsys, monkeypatch)[0] == 0
+    code, info = run_json(["codebook", "info", str(tmp_path / "m")], capsys, monkeypatch)
+    assert code == 0, info
+    assert info["id"] == Codebook.load(tmp_path / "m").id
+    assert info["lineage"]["operation"] == "merge"

@@ -23,6 +23,7 @@ from geolip import (
     CodebookNotFoundError,
     CodebookValidationError,
     CodebookVersionError,
+    _files,
 )
 from geolip.codebook import io
 from geolip.codebook.schema import FORMAT_VERSION, Lineage
@@ -263,7 +264,7 @@ def test_missing_artifact(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- atomic writes
 def _explode_on_second_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = io._write_synced
+    real = _files._write_synced
     calls = {"n": 0}
 
     def flaky(path: Path, data: bytes) -> None:
@@ -273,7 +274,7 @@ def _explode_on_second_write(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError("disk full (simulated)")
         real(path, data)
 
-    monkeypatch.setattr(io, "_write_synced", flaky)
+    monkeypatch.setattr(_files, "_write_synced", flaky)
 
 
 def test_failed_write_leaves_no_partial_artifact(
@@ -310,3 +311,103 @@ def test_overwrite_replaces_artifact_and_refuses_foreign_folders(tmp_path: Path)
     with pytest.raises(CodebookFormatError, match="not a codebook artifact"):
         new.save(tmp_path / "docs")
     assert (tmp_path / "docs" / "notes.txt").read_text() == "keep me"
+
+
+# ------------------------------------------- header lengths that start like a pickle (issue)
+PICKLE_LIKE_LENGTHS = (640, 896, 1152, 1408)
+"""Header lengths whose little-endian bytes begin 80 02 … 80 05: pickle protocols 2 to 5."""
+PICKLE_OPCODES = {bytes([0x80, n // 256]) for n in PICKLE_LIKE_LENGTHS}
+# up to 7 header bytes a character, escapes included; lone surrogates are refused on creation
+_BMP = st.characters(max_codepoint=0xFFFF, exclude_categories=("Cs",))
+
+
+def _header_length(cb: Codebook) -> int:
+    return struct.unpack("<Q", io.serialize(cb.axes, cb.stats, cb.meta, cb.id)[:8])[0]
+
+
+def _codebook_with_header_length(
+    target: int, axes: torch.Tensor, description: str, note: str, parents: list[str]
+) -> Codebook | None:
+    """The codebook whose name (ASCII letters) pads its header to exactly ``target`` bytes, or
+    ``None`` when the other fields alone already need more."""
+
+    def build(name_len: int) -> Codebook:
+        return Codebook.from_axes(
+            axes,
+            name="n" * name_len,
+            extra={"description": description},
+            lineage=Lineage(operation="create", parents=parents, parameters={"note": note}),
+            created_at="2026-12-05T00:00:00+00:00",
+            geolip_version="test",
+        )
+
+    base = _header_length(build(0))
+    if base > target:
+        return None
+    name_len = max(0, target - base - 8)  # one name byte is one header byte, padded to 8
+    while _header_length(cb := build(name_len)) < target:
+        name_len += 1
+    return cb
+
+
+@pytest.mark.parametrize("target", PICKLE_LIKE_LENGTHS)
+@given(k=st.integers(1, 12), d=st.integers(2, 8), seed=seeds, data=st.data(), as_file=st.booleans())
+def test_headers_that_start_like_a_pickle_still_round_trip(
+    tmp_path_factory: pytest.TempPathFactory,
+    target: int,
+    k: int,
+    d: int,
+    seed: int,
+    data: st.DataObject,
+    as_file: bool,
+) -> None:
+    # text and lineage budgets that always leave room for the name to pad up to ``target``
+    room = (target - 640) // 32
+    description = data.draw(st.text(_BMP, max_size=room), label="description")
+    note = data.draw(st.text(_BMP, max_size=room), label="lineage note")
+    n_parents = data.draw(st.integers(0, (target - 640) // 256), label="parents")
+    parents = [hashlib.sha256(f"{seed}-{i}".encode()).hexdigest() for i in range(n_parents)]
+    cb = _codebook_with_header_length(target, random_rows(k, d, seed), description, note, parents)
+    assert cb is not None
+    path = tmp_path_factory.mktemp("pk") / ("cb.safetensors" if as_file else "cb")
+    written = cb.save(path).read_bytes()
+    assert struct.unpack("<Q", written[:8])[0] == target
+    assert written[:2] == bytes([0x80, target // 256])  # exactly a pickle protocol opcode
+    loaded = Codebook.load(path)
+    assert loaded.id == cb.id and loaded.meta == cb.meta
+
+
+@pytest.mark.slow
+def test_every_header_length_of_a_random_sweep_round_trips(tmp_path: Path) -> None:
+    """2,000 random artifacts (K, D, name, description, lineage all varied) read back; about
+    1 in 20 has a header length that starts with a pickle opcode, and those must read too."""
+    g = torch.Generator().manual_seed(2026)
+    alphabet = "abcdefghijklmnopqrstuvwxyz-_ äöü€"
+    pickle_like = 0
+
+    def text(max_len: int) -> str:
+        n = int(torch.randint(0, max_len + 1, (1,), generator=g))
+        picks = torch.randint(0, len(alphabet), (n,), generator=g).tolist()
+        return "".join(alphabet[i] for i in picks)
+
+    for i in range(2000):
+        k = int(torch.randint(1, 65, (1,), generator=g))
+        d = int(torch.randint(2, 17, (1,), generator=g))
+        stats = {"usage": torch.rand(k, generator=g)} if i % 2 else None
+        cb = Codebook.from_axes(
+            torch.randn(k, d, generator=g, dtype=torch.float64),
+            name=text(48),
+            stats=stats,
+            extra={"description": text(200)},
+            lineage=Lineage(operation="create", parameters={"note": text(200)}),
+        )
+        path = cb.save(tmp_path / f"cb{i % 7}.safetensors")
+        pickle_like += path.read_bytes()[:2] in PICKLE_OPCODES
+        assert Codebook.load(path).id == cb.id, f"artifact {i} (K={k}, D={d}) did not read back"
+    assert pickle_like >= 20  # the sweep really exercised the lengths that used to be refused
+
+
+def test_a_lone_surrogate_is_refused_before_anything_is_written() -> None:
+    """Python's json writes "\\ud800" but no UTF-8 reader takes it back: refuse it up front."""
+    with pytest.raises(ValueError, match="valid Unicode"):
+        Codebook.from_axes(random_rows(2, 3, 0), name="bad \ud800")
