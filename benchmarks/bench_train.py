@@ -24,9 +24,10 @@ import torch
 from svd_paths import ROUTES
 from timing import write_section
 
-from geolip.producers.noise import mixed_batch
+from geolip.data.noise import mixed_batch
+from geolip.producers.presets import get_preset, train_config
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import Trainer, train_config
+from geolip.producers.train import Trainer
 
 
 class RoutedSolver(SphereSolver):
@@ -57,7 +58,7 @@ class FixedBatchTrainer(Trainer):
 
 def images_per_s(route: str, compiled: bool, fresh_noise: bool, steps: int) -> float:
     torch.manual_seed(0)
-    model = RoutedSolver.from_preset("freckles")
+    model = RoutedSolver(get_preset("freckles").model, preset="freckles")
     model.route = route
     if compiled:
         model._encode = torch.compile(model._encode)
@@ -91,7 +92,7 @@ def graphed_images_per_s(route: str, steps: int) -> float:
     Before timing, one replay is checked against one eager step from the same parameters and
     Adam state (restored in place): the two losses must agree to 1e-3 relative."""
     torch.manual_seed(0)
-    model = RoutedSolver.from_preset("freckles")
+    model = RoutedSolver(get_preset("freckles").model, preset="freckles")
     model.route = route
     config = train_config("freckles", epochs=1, steps_per_epoch=steps)
     trainer = FixedBatchTrainer(model, config, Path("/tmp/bench_train"), device="cuda")

@@ -25,11 +25,10 @@ import torch
 from scipy import stats
 
 from geolip.codebook import Codebook
-from geolip.data import ImageDataset
+from geolip.data import ImageDataset, noise_dataset
+from geolip.data.noise import OOD_NOISES, TRAINING_NOISES
 from geolip.downstream.ood_baselines import reconstruction_mse
 from geolip.downstream.ood_eval import OOD_METHODS, evaluate_ood, fit_detectors
-from geolip.downstream.sources import noise_dataset
-from geolip.producers.noise import OOD_NOISES, TRAINING_NOISES
 
 NEAR = ("log_normal", "beta", "weibull", "gumbel", "rayleigh", "shot", "quantize")
 FAR = tuple(k for k in OOD_NOISES if k not in NEAR)

@@ -35,12 +35,12 @@ from downstream_report import markdown
 from downstream_resolution import TRAIN_SIZE, run_transfer
 
 from geolip.data import ImageDataset, load_digits, load_mnist, load_photos, load_shapes
+from geolip.data.noise import TRAINING_NOISES
 from geolip.errors import CheckpointNotFoundError, OptionalDependencyError
 from geolip.producers.extract import extract_codebook
 from geolip.producers.loading import load_producer
-from geolip.producers.noise import TRAINING_NOISES
-from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import Trainer, train_config
+from geolip.producers.presets import build, train_config
+from geolip.producers.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures"
@@ -63,7 +63,7 @@ def h2_gaussian(work: Path) -> tuple[torch.nn.Module, str]:
         return load_producer("pretrained:h2-gaussian").eval(), "pretrained:h2-gaussian"
     except CheckpointNotFoundError:
         torch.manual_seed(SEED)
-        producer = SphereSolver.from_preset("h2")
+        producer = build("h2")
         config = train_config(
             "h2", seed=SEED, epochs=1, steps_per_epoch=600, batch_size=32, img_size=32
         )

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from geolip.data.noise import TRAINING_NOISES, noise_batch
 from geolip.producers.extract import extract_codebook
 from geolip.producers.loading import load_producer
-from geolip.producers.noise import TRAINING_NOISES, noise_batch
 
 CALIBRATIONS = ("sixteen_noise", "gaussian")
 

@@ -20,7 +20,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from geolip.solvers import svd_triton
+from geolip.solvers import _svd_triton as svd_triton
 
 TARGET = GPUTarget("cuda", 90, 32)
 

@@ -26,10 +26,10 @@ from triton.testing import do_bench
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from svd_paths import ROUTES, svd_errors, unit_rows
 
-from geolip.solvers import svd_triton
+from geolip.solvers import _svd_triton as svd_triton
+from geolip.solvers._svd_triton import KernelConfig as K
+from geolip.solvers._svd_triton import Launch
 from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL, _degeneracy_eps, gram_svd
-from geolip.solvers.svd_triton import KernelConfig as K
-from geolip.solvers.svd_triton import Launch
 
 
 def _cfg(dp: int, fwd: tuple, bwd: tuple, robust: tuple | None = None) -> K:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
+from geolip.producers.presets import build, train_config
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import Trainer, train_config
+from geolip.producers.train import Trainer
 
 
 def _measure_rate(model: SphereSolver, preset: str, device: str, **overrides) -> float:
@@ -40,9 +41,9 @@ def _measure_rate(model: SphereSolver, preset: str, device: str, **overrides) ->
 
 def _train(name: str, preset: str, out: Path, device: str, model_overrides: dict, **recipe) -> dict:
     torch.manual_seed(0)
-    model = SphereSolver.from_preset(preset, **model_overrides)
+    model = build(preset, **model_overrides)
     rate = _measure_rate(
-        SphereSolver.from_preset(preset, **model_overrides), preset, device, **recipe
+        build(preset, **model_overrides), preset, device, **recipe
     )
     config = train_config(preset, **recipe)
     run_dir = Path("/tmp/runs") / name
@@ -93,7 +94,7 @@ def main() -> None:
         noises=("gaussian",),
     )
     probe = _measure_rate(
-        SphereSolver.from_preset("freckles"), "freckles", device, epochs=1, steps_per_epoch=1
+        build("freckles"), "freckles", device, epochs=1, steps_per_epoch=1
     )
     steps = int(args.minutes_freckles * 60 * probe / 256)
     epochs = 8

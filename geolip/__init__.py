@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geolip._version import __version__
 from geolip.errors import (
@@ -20,6 +20,20 @@ from geolip.errors import (
     GeolipError,
     IncompatibleCodebooksError,
 )
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from geolip.codebook import Codebook, CodebookDiff, CodebookMeta, QualityReport
+    from geolip.downstream.features import compute_features
+    from geolip.downstream.ood import ValidityScorer
+    from geolip.producers.contract import Producer
+    from geolip.producers.extract import extract_codebook
+    from geolip.producers.loading import load_producer
+    from geolip.producers.presets import build, train_preset
+    from geolip.producers.sphere_solver import SphereSolver
+    from geolip.solvers.alignment import ProjectiveAlignment, align_projective
+    from geolip.solvers.linalg import gram_svd
+    from geolip.solvers.null import null_codebook_stats
+    from geolip.solvers.projective import antipodal_collapse, uniform_rp_baseline
 
 _LAZY = {
     "Codebook": "geolip.codebook",
@@ -34,22 +48,42 @@ _LAZY = {
     "gram_svd": "geolip.solvers.linalg",
     "SphereSolver": "geolip.producers.sphere_solver",
     "load_producer": "geolip.producers.loading",
+    "Producer": "geolip.producers.contract",
+    "build": "geolip.producers.presets",
+    "train_preset": "geolip.producers.presets",
     "extract_codebook": "geolip.producers.extract",
     "compute_features": "geolip.downstream.features",
-    "ValidityEngine": "geolip.downstream.ood",
+    "ValidityScorer": "geolip.downstream.ood",
 }
 
 __all__ = [
+    "Codebook",
+    "CodebookDiff",
     "CodebookError",
     "CodebookFormatError",
     "CodebookIntegrityError",
+    "CodebookMeta",
     "CodebookNotFoundError",
     "CodebookValidationError",
     "CodebookVersionError",
     "GeolipError",
     "IncompatibleCodebooksError",
+    "Producer",
+    "ProjectiveAlignment",
+    "QualityReport",
+    "SphereSolver",
+    "ValidityScorer",
     "__version__",
-    *_LAZY,
+    "align_projective",
+    "antipodal_collapse",
+    "build",
+    "compute_features",
+    "extract_codebook",
+    "gram_svd",
+    "load_producer",
+    "null_codebook_stats",
+    "train_preset",
+    "uniform_rp_baseline",
 ]
 
 

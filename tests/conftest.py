@@ -32,3 +32,16 @@ def _loopback_only(self: socket.socket, address: object) -> None:
 def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never touch the internet; loopback stays open for local test servers."""
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture(autouse=True)
+def _tmp_geolip_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Every cache of geolip (``geolip._files.cache_dir``) under a fresh temporary folder, never
+    the real ``~/.cache/geolip``; per-kind overrides set outside the suite are dropped."""
+    import os
+
+    for name in [k for k in os.environ if k.startswith("GEOLIP_") and k.endswith("_CACHE")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GEOLIP_CACHE_DIR", str(tmp_path_factory.mktemp("geolip-cache")))

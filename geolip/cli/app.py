@@ -12,6 +12,7 @@ import typer
 
 from geolip.cli import output
 from geolip.cli.codebook import codebook_app
+from geolip.cli.data import data_app
 from geolip.cli.downstream import classify_app, features, ood_app
 from geolip.cli.hub import codebook_pull, codebook_push, model_app
 from geolip.cli.producers import extract, quickstart, train_app
@@ -40,6 +41,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(classify_app, name="classify")
 app.add_typer(ood_app, name="ood")
 app.add_typer(model_app, name="model")
+app.add_typer(data_app, name="data")
 app.command()(quickstart)
 app.command()(features)
 codebook_app.command()(extract)
@@ -47,15 +49,25 @@ codebook_app.command("push")(codebook_push)
 codebook_app.command("pull")(codebook_pull)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from geolip._version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Portable projective codebooks: make, verify, align, merge and reuse them."""
 
 
 def exit_code_for(err: BaseException) -> int:

@@ -1,7 +1,7 @@
 """``geolip features``, ``geolip classify train|eval`` and ``geolip ood score|eval``.
 
 Datasets are named by specs (``shapes:n=600,size=64``, ``noise:kind=gaussian``, ...; see
-:mod:`geolip.downstream.sources`). Features are cached (``--cache-dir``, default
+:mod:`geolip.data.specs`). Features are cached (``--cache-dir``, default
 ``~/.cache/geolip/features``), so running a command twice encodes the images once.
 """
 
@@ -35,14 +35,14 @@ def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
 
 def _load(source: str, codebook: Path) -> tuple[Any, Any]:
     from geolip.codebook import Codebook
-    from geolip.producers.loading import load_producer
+    from geolip.producers.loading import load_producer, require_producer
 
-    return load_producer(source), Codebook.load(codebook)
+    return require_producer(load_producer(source), source), Codebook.load(codebook)
 
 
 def _features(producer: Any, cb: Any, spec: str, kinds: tuple[str, ...], **options: Any) -> Any:
+    from geolip.data import open_dataset
     from geolip.downstream.features import compute_features
-    from geolip.downstream.sources import open_dataset
 
     dataset = open_dataset(spec)
     return dataset, compute_features(producer, cb, dataset, kinds, **options)  # type: ignore[arg-type]
@@ -187,12 +187,12 @@ def ood_score(
     output.set_json_mode(json_out)
     from dataclasses import asdict
 
-    from geolip.downstream.ood import ValidityEngine
-    from geolip.downstream.sources import open_dataset
+    from geolip.data import open_dataset
+    from geolip.downstream.ood import ValidityScorer
 
     producer, cb = _load(source, codebook)
     data = open_dataset(dataset)
-    engine = ValidityEngine(producer, cb, null_trials=null_trials, batch_size=batch_size)
+    engine = ValidityScorer(producer, cb, null_trials=null_trials, batch_size=batch_size)
     with output.status("input codebook, alignment and null"):
         validity = engine.validity_score(data)
         distances = engine.image_distances(data)
@@ -223,8 +223,8 @@ def ood_eval(
 ) -> None:
     """AUROC, FPR@95, AUPR-in/out of the validity score and three baselines (OOD positive)."""
     output.set_json_mode(json_out)
+    from geolip.data import open_dataset
     from geolip.downstream.ood_eval import OOD_METHODS, evaluate_ood, fit_detectors
-    from geolip.downstream.sources import open_dataset
 
     producer, cb = _load(source, codebook)
     in_dist = open_dataset(id_spec)

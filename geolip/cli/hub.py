@@ -10,7 +10,7 @@ import typer
 from geolip.cli import output
 
 if TYPE_CHECKING:
-    from geolip.codebook.hub_files import PublishedCommit, Snapshot
+    from geolip.hub import HubTarget, PublishedCommit, Snapshot
 
 model_app = typer.Typer(
     help="Publish and fetch producers (models that emit codebooks) on the Hub.",
@@ -31,8 +31,20 @@ BASE_MODEL = typer.Option(
 LICENSE = typer.Option("apache-2.0", "--license", help="License id for the card.")
 MESSAGE = typer.Option(None, "--message", help="Commit message.")
 CACHE = typer.Option(
-    None, "--cache-dir", help="geolip's verified store (default GEOLIP_HUB_CACHE)."
+    None,
+    "--cache-dir",
+    help="geolip's verified store (default $GEOLIP_HUB_CACHE, else $GEOLIP_CACHE_DIR/hub, "
+    "else ~/.cache/geolip/hub).",
 )
+
+
+def _target(
+    repo_id: str, revision: str | None, endpoint: str | None, token: str | None
+) -> HubTarget:
+    """The one HubTarget a command's options name (the timeout is the default)."""
+    from geolip.hub import HubTarget
+
+    return HubTarget(repo_id, revision=revision, endpoint=endpoint, token=token)
 
 
 def _pushed(commit: PublishedCommit, **extra: Any) -> dict[str, Any]:
@@ -71,15 +83,15 @@ def codebook_push(
     """Publish a codebook: codebook.safetensors, codebook.json and a generated README card."""
     output.set_json_mode(json_out)
     from geolip.codebook import Codebook
+    from geolip.hub import push_codebook
 
+    target = _target(repo_id, revision, endpoint, token)
     cb = Codebook.load(path)
     with output.status(f"pushing {cb.id[:12]} to {repo_id}"):
-        commit = cb.push_to_hub(
-            repo_id,
-            revision,
-            private,
-            token,
-            endpoint,
+        commit = push_codebook(
+            cb,
+            target,
+            private=private,
             base_model=base_model or (),
             license=license,
             commit_message=message,
@@ -102,17 +114,11 @@ def codebook_pull(
 ) -> None:
     """Fetch a codebook, verify it (file hashes, then the id), write it to --out."""
     output.set_json_mode(json_out)
-    from geolip.codebook import hub
+    from geolip.hub import fetch_codebook
 
+    target = _target(repo_id, revision, endpoint, token)
     with output.status(f"fetching {repo_id}"):
-        fetched = hub.fetch(
-            repo_id,
-            revision,
-            endpoint,
-            token=token,
-            cache_dir=cache_dir,
-            expected_id=expect_id,
-        )
+        fetched = fetch_codebook(target, cache_dir=cache_dir, expected_id=expect_id)
     cb = fetched.codebook
     cb.save(out)
     output.log(f"wrote {out}")
@@ -136,17 +142,16 @@ def model_push(
 ) -> None:
     """Publish a producer: config.json, model.safetensors and a generated README card."""
     output.set_json_mode(json_out)
-    from geolip.producers.extract import producer_info
-    from geolip.producers.loading import load_model
+    from geolip.hub import push_pretrained
+    from geolip.producers.loading import load_producer
 
-    model = load_model(checkpoint)
+    target = _target(repo_id, revision, endpoint, token)
+    model = load_producer(checkpoint)
     with output.status(f"pushing {type(model).__name__} to {repo_id}"):
-        commit = model.push_to_hub(
-            repo_id,
-            revision=revision,
+        commit = push_pretrained(
+            model,
+            target,
             private=private,
-            token=token,
-            endpoint=endpoint,
             base_model=base_model or (),
             license=license,
             commit_message=message,
@@ -155,7 +160,7 @@ def model_push(
     doc = _pushed(
         commit,
         model_class=type(model).__name__,
-        weights_sha256=producer_info(model).weights_sha256,
+        weights_sha256=model.producer_info().weights_sha256,
     )
     output.emit(doc, f"pushed {repo_id}")
 
@@ -172,25 +177,17 @@ def model_pull(
 ) -> None:
     """Fetch a producer, verify it (file hashes, then a strict load), write it to --out."""
     output.set_json_mode(json_out)
-    from geolip.producers.extract import producer_info
-    from geolip.producers.hub import download_pretrained
-    from geolip.producers.loading import load_pretrained_folder
+    from geolip.hub import download_pretrained
+    from geolip.producers.loading import load_folder
 
+    target = _target(repo_id, revision, endpoint, token)
     with output.status(f"fetching {repo_id}"):
-        fetched = download_pretrained(
-            repo_id,
-            out,
-            load_pretrained_folder,
-            revision,
-            endpoint=endpoint,
-            token=token,
-            cache_dir=cache_dir,
-        )
+        fetched = download_pretrained(target, out, load_folder, cache_dir=cache_dir)
     output.log(f"wrote {out}")
     doc = _pulled(
         fetched.snapshot,
         out,
         model_class=type(fetched.model).__name__,
-        weights_sha256=producer_info(fetched.model).weights_sha256,
+        weights_sha256=fetched.model.producer_info().weights_sha256,
     )
     output.emit(doc, f"pulled {repo_id}")

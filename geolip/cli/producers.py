@@ -16,7 +16,9 @@ JSON = typer.Option(False, "--json", help="Print exactly one JSON document on st
 
 @train_app.command("sphere-solver")
 def train_sphere_solver(
-    preset: str = typer.Option(..., "--preset", help="fresnel, freckles, h2, h2a or p_class."),
+    preset: str = typer.Option(
+        ..., "--preset", help="fresnel, freckles, h2, h2a or p_class (any registered preset)."
+    ),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints latest/ and best/."),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1),
@@ -33,14 +35,8 @@ def train_sphere_solver(
 ) -> None:
     """Train a sphere-solver on the noise curriculum (torchrun-ready: DDP when WORLD_SIZE>1)."""
     output.set_json_mode(json_out)
-    import torch
+    from geolip.producers.presets import train_preset
 
-    from geolip.producers.sphere_solver import SphereSolver
-    from geolip.producers.train import Trainer, maybe_init_distributed, train_config
-
-    distributed = maybe_init_distributed()
-    if distributed and device.startswith("cuda"):
-        device = f"cuda:{torch.cuda.current_device()}"
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
@@ -55,30 +51,31 @@ def train_sphere_solver(
     }
     if noises:
         overrides["noises"] = tuple(n.strip() for n in noises.split(","))
-    config = train_config(preset, seed=seed, **overrides)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SphereSolver.from_preset(preset, **json.loads(model_json))
-    trainer = Trainer(model, config, out, device=device, resume=resume)
-    output.log(
-        f"{preset}: {model.param_count():,} parameters, {config.epochs} epochs of "
-        f"{config.steps_per_epoch} steps × {config.batch_size} images on {device}"
+    trainer = train_preset(
+        preset,
+        out,
+        seed=seed,
+        device=device,
+        resume=resume,
+        progress=not json_out,
+        model_overrides=json.loads(model_json),
+        announce=output.log,
+        **overrides,
     )
-    history = trainer.fit(progress=not json_out)
     if trainer.rank == 0:
-        final = history[-1] if history else trainer.evaluate()
-        output.emit(
-            {
-                "out": str(out),
-                "step": trainer.step,
-                "epoch": trainer.epoch,
-                "best_mse": trainer.best_mse,
-                "final": final,
-            },
-            "training",
-        )
-    if distributed:
-        torch.distributed.destroy_process_group()
+        _emit_training(trainer, out)
+
+
+def _emit_training(trainer: Any, out: Path) -> None:
+    final = trainer.history[-1] if trainer.history else trainer.evaluate()
+    doc = {
+        "out": str(out),
+        "step": trainer.step,
+        "epoch": trainer.epoch,
+        "best_mse": trainer.best_mse,
+        "final": final,
+    }
+    output.emit(doc, "training")
 
 
 def extract(
@@ -96,9 +93,9 @@ def extract(
     output.set_json_mode(json_out)
     from geolip.cli.codebook import summary
     from geolip.producers.extract import extract_codebook
-    from geolip.producers.loading import load_producer
+    from geolip.producers.loading import load_producer, require_producer
 
-    producer = load_producer(source)
+    producer = require_producer(load_producer(source), source)
     with output.status("extracting: calibration, null model, untrained and shuffled controls"):
         cb = extract_codebook(
             producer,

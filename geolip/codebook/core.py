@@ -19,7 +19,7 @@ from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.projective import canonical_sign
 
 if TYPE_CHECKING:
-    from geolip.codebook.hub_files import PublishedCommit
+    from geolip.hub import PublishedCommit
 
 _KEEP_NORM_TOLERANCE = 1e-6
 _STAT_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -159,27 +159,40 @@ class Codebook:
         private: bool = False,
         token: str | None = None,
         endpoint: str | None = None,
+        *,
+        timeout: float | None = None,
         **options: Any,
     ) -> PublishedCommit:
         """Publish as a Hub model repo in one commit on branch ``revision`` (default main):
         ``codebook.safetensors``, ``codebook.json`` and a generated ``README.md`` card. Returns
-        the commit, whose sha pins it. Options (``base_model``, ``license``, ...): see
-        :func:`geolip.codebook.hub.push_to_hub`."""
-        from geolip.codebook import hub
+        the commit, whose sha pins it. ``timeout``: seconds per request (default 10). Options
+        (``base_model``, ``license``, ...): see :func:`geolip.hub.push_codebook`."""
+        from geolip.hub import DEFAULT_TIMEOUT, HubTarget, push_codebook
 
-        return hub.push_to_hub(self, repo_id, revision, private, token, endpoint, **options)
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        target = HubTarget(repo_id, revision, endpoint, token, seconds)
+        return push_codebook(self, target, private=private, **options)
 
     @classmethod
     def from_hub(
-        cls, repo_id: str, revision: str | None = None, endpoint: str | None = None, **options: Any
+        cls,
+        repo_id: str,
+        revision: str | None = None,
+        endpoint: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
     ) -> Codebook:
         """Fetch a codebook from a Hub repo at ``revision`` (branch, tag or commit sha): file
         hashes checked, then the full verified load, before anything is cached; works from the
-        cache under HF_HUB_OFFLINE=1. Options (``token``, ``cache_dir``, ``expected_id``, ...):
-        see :func:`geolip.codebook.hub.fetch`."""
-        from geolip.codebook import hub
+        cache under HF_HUB_OFFLINE=1. ``timeout``: seconds per request (default 10). Options
+        (``cache_dir``, ``expected_id``, ...): see :func:`geolip.hub.fetch_codebook`."""
+        from geolip.hub import DEFAULT_TIMEOUT, HubTarget, fetch_codebook
 
-        return hub.fetch(repo_id, revision, endpoint, **options).codebook
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        target = HubTarget(repo_id, revision, endpoint, token, seconds)
+        return fetch_codebook(target, **options).codebook
 
     def with_meta(self, **fields: Any) -> Codebook:
         """A copy with some meta fields replaced; the axes, stats and id are unchanged."""

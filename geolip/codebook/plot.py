@@ -13,6 +13,9 @@ import torch
 from geolip.solvers.projective import projective_angle, uniform_rp_baseline
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from geolip.codebook.core import Codebook
 
 _BINS = 30
@@ -32,6 +35,92 @@ def uniform_angle_density(theta: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.sin(theta) ** (dim - 2) / norm
 
 
+def _bin_edges() -> torch.Tensor:
+    """(_BINS + 1,) float64 edges of equal-width bins over [0, π/2]."""
+    return torch.linspace(0, math.pi / 2, _BINS + 1, dtype=torch.float64)
+
+
+def _density(angles: torch.Tensor) -> torch.Tensor:
+    """(_BINS,) histogram of ``angles`` over [0, π/2], scaled to unit area."""
+    edges = _bin_edges()
+    return torch.histc(angles, _BINS, 0, math.pi / 2) / (angles.numel() * (edges[1] - edges[0]))
+
+
+def _null_band(
+    size: int, dim: int, null_trials: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(_BINS,) 5 % and 95 % quantiles, bin by bin, of the angle density of ``null_trials``
+    i.i.d. Gaussian codebooks of ``size`` axes in R^dim drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    null = torch.stack(
+        [
+            _density(_pair_angles(torch.randn(size, dim, generator=gen, dtype=torch.float64)))
+            for _ in range(null_trials)
+        ]
+    )
+    return torch.quantile(null, 0.05, dim=0), torch.quantile(null, 0.95, dim=0)
+
+
+def _draw_codebook_and_null(
+    ax: Axes,
+    cb: Codebook,
+    observed: torch.Tensor,
+    band: tuple[torch.Tensor, torch.Tensor],
+    null_trials: int,
+) -> None:
+    """Bars of the observed angle density over the shaded null band."""
+    edges = _bin_edges()
+    x, bar_width = ((edges[:-1] + edges[1:]) / 2).numpy(), float(edges[1] - edges[0])
+    ax.bar(
+        x,
+        _density(observed).numpy(),
+        width=bar_width,
+        color="#4C72B0",
+        alpha=0.75,
+        label=f"codebook ({cb.size} axes, {observed.numel()} pairs)",
+    )
+    ax.fill_between(
+        x,
+        band[0].numpy(),
+        band[1].numpy(),
+        step="mid",
+        color="#DD8452",
+        alpha=0.35,
+        label=f"i.i.d. null, 5-95 % ({null_trials} codebooks)",
+    )
+
+
+def _draw_uniform_law(ax: Axes, dim: int) -> None:
+    """The exact uniform density and, dashed, its mean angle."""
+    fine = torch.linspace(0, math.pi / 2, 400, dtype=torch.float64)
+    ax.plot(
+        fine.numpy(),
+        uniform_angle_density(fine, dim).numpy(),
+        color="black",
+        lw=1.5,
+        label=f"uniform RP^{dim - 1} (exact)",
+    )
+    base = uniform_rp_baseline(dim)
+    ax.axvline(base, color="black", ls="--", lw=1, label=f"uniform mean {base:.4f}")
+
+
+def _save_atomic(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG through a temporary file renamed onto ``path``, then close it."""
+    import matplotlib.pyplot as plt
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}.png")
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, target)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
 def plot_angle_histogram(
     cb: Codebook, path: str | Path, null_trials: int = 100, seed: int = 0
 ) -> Path:
@@ -43,52 +132,11 @@ def plot_angle_histogram(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    edges = torch.linspace(0, math.pi / 2, _BINS + 1, dtype=torch.float64)
-    width = edges[1] - edges[0]
-    centres = (edges[:-1] + edges[1:]) / 2
-
-    def density(angles: torch.Tensor) -> torch.Tensor:
-        return torch.histc(angles, _BINS, 0, math.pi / 2) / (angles.numel() * width)
-
     observed = _pair_angles(cb.axes)
-    gen = torch.Generator().manual_seed(seed)
-    null = torch.stack(
-        [
-            density(_pair_angles(torch.randn(cb.size, cb.dim, generator=gen, dtype=torch.float64)))
-            for _ in range(null_trials)
-        ]
-    )
-    lo, hi = torch.quantile(null, 0.05, dim=0).numpy(), torch.quantile(null, 0.95, dim=0).numpy()
-    x, bar_width = centres.numpy(), float(width)
-
+    band = _null_band(cb.size, cb.dim, null_trials, seed)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    ax.bar(
-        x,
-        density(observed).numpy(),
-        width=bar_width,
-        color="#4C72B0",
-        alpha=0.75,
-        label=f"codebook ({cb.size} axes, {observed.numel()} pairs)",
-    )
-    ax.fill_between(
-        x,
-        lo,
-        hi,
-        step="mid",
-        color="#DD8452",
-        alpha=0.35,
-        label=f"i.i.d. null, 5-95 % ({null_trials} codebooks)",
-    )
-    fine = torch.linspace(0, math.pi / 2, 400, dtype=torch.float64)
-    ax.plot(
-        fine.numpy(),
-        uniform_angle_density(fine, cb.dim).numpy(),
-        color="black",
-        lw=1.5,
-        label=f"uniform RP^{cb.dim - 1} (exact)",
-    )
-    base = uniform_rp_baseline(cb.dim)
-    ax.axvline(base, color="black", ls="--", lw=1, label=f"uniform mean {base:.4f}")
+    _draw_codebook_and_null(ax, cb, observed, band, null_trials)
+    _draw_uniform_law(ax, cb.dim)
     ax.axvline(
         observed.mean().item(),
         color="#C44E52",
@@ -101,14 +149,4 @@ def plot_angle_histogram(
     ax.set_title(f"{cb.name} — {cb.id[:12]}")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}.png")
-    try:
-        fig.savefig(tmp)
-        os.replace(tmp, target)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return target
+    return _save_atomic(fig, path)

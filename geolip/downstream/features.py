@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,11 +31,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import save
 
 from geolip._files import atomic_write
+from geolip._files import cache_dir as _cache_dir
 from geolip._safetensors import load_tensors
 from geolip.codebook import Codebook
 from geolip.data.dataset import ImageDataset
 from geolip.errors import CheckpointError, DatasetError, IncompatibleInputError
-from geolip.producers.extract import RowProducer, producer_device, producer_info
+from geolip.producers.contract import Producer
 
 FeatureKind = Literal["mean", "hist", "map"]
 FEATURE_KINDS: tuple[FeatureKind, ...] = ("mean", "hist", "map")
@@ -46,30 +46,12 @@ FEATURES_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """``$GEOLIP_CACHE_DIR/features``, else ``$XDG_CACHE_HOME/geolip/features``, else
-    ``~/.cache/geolip/features``."""
-    if os.environ.get("GEOLIP_CACHE_DIR"):
-        return Path(os.environ["GEOLIP_CACHE_DIR"]) / "features"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "geolip" / "features"
-
-
-def producer_id(producer: object) -> str:
-    """sha256 of the producer's kind, config hash and weights hash (see ``producer_info``)."""
-    info = producer_info(producer)
-    text = json.dumps(
-        [info.kind, info.config_sha256, info.weights_sha256], separators=(",", ":")
-    ).encode()
-    return hashlib.sha256(text).hexdigest()
-
-
-def patch_size_of(producer: object) -> int | None:
-    """The producer's patch side in pixels, when its config says so."""
-    return getattr(getattr(producer, "config", None), "patch_size", None)
+    """Where features are cached: :func:`geolip._files.cache_dir` for ``"features"``."""
+    return _cache_dir("features")
 
 
 def check_inputs(
-    producer: object,
+    producer: Producer,
     codebook: Codebook,
     *,
     n_images: int,
@@ -85,19 +67,17 @@ def check_inputs(
     """
     if n_images == 0:
         raise DatasetError("the dataset is empty: no images to encode")
-    config = getattr(producer, "config", None)
-    d = getattr(config, "D", None)
-    if d is not None and d != codebook.dim:
+    geometry = producer.geometry
+    d, c, ps = geometry.D, geometry.channels, geometry.patch_size
+    if d != codebook.dim:
         raise IncompatibleInputError(
             f"codebook {codebook.name!r} has D={codebook.dim}, the producer emits rows of D={d}"
         )
-    c = getattr(config, "channels", None)
-    if c is not None and c != channels:
+    if c != channels:
         raise IncompatibleInputError(
             f"images have {channels} channel(s), the producer takes {c} "
             "(ImageDataset.with_channels converts grey ↔ colour)"
         )
-    ps = patch_size_of(producer)
     if ps is not None and min(size) < ps:
         raise IncompatibleInputError(
             f"images are {size[0]}×{size[1]}, smaller than one {ps}×{ps} patch of the producer"
@@ -143,11 +123,11 @@ def pool_activations(
 
 @torch.no_grad()
 def encode_activations(
-    producer: RowProducer, codebook: Codebook, images: torch.Tensor
+    producer: Producer, codebook: Codebook, images: torch.Tensor
 ) -> torch.Tensor:
     """Images (B, C, H, W) → activations (B, P, V, K) = |cos(rows, axes)|, on the producer's
     device, float32."""
-    rows = producer.encode_rows(images.to(producer_device(producer)))
+    rows = producer.encode_rows(images.to(producer.device))
     return codebook.activations(rows.float())
 
 
@@ -207,7 +187,7 @@ def _progress(enabled: bool) -> Progress:
 
 
 def compute_features(
-    producer: RowProducer,
+    producer: Producer,
     codebook: Codebook,
     dataset: ImageDataset,
     kinds: Sequence[FeatureKind] = ("mean", "hist"),
@@ -239,11 +219,11 @@ def compute_features(
     check_inputs(
         producer, codebook, n_images=len(dataset), channels=dataset.channels, size=dataset.size
     )
-    ps = patch_size_of(producer)
+    ps = producer.geometry.patch_size
     grid = None if ps is None else patch_grid(dataset.size, ps)
     if "map" in kinds and grid is None:
         raise IncompatibleInputError("map features need a producer whose config has patch_size")
-    pid = producer_id(producer)
+    pid = producer.producer_id
     key = feature_key(pid, codebook.id, dataset.fingerprint, kinds)
     path = None if cache_dir is None else Path(cache_dir) / f"{key}.safetensors"
     common = {
@@ -266,7 +246,7 @@ def compute_features(
 
 
 def _encode_dataset(
-    producer: RowProducer,
+    producer: Producer,
     codebook: Codebook,
     dataset: ImageDataset,
     kinds: tuple[FeatureKind, ...],
@@ -274,24 +254,17 @@ def _encode_dataset(
     batch_size: int,
     progress: bool,
 ) -> dict[str, torch.Tensor]:
-    was_training = getattr(producer, "training", False)
-    if hasattr(producer, "eval"):
-        producer.eval()
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     start, done = time.perf_counter(), 0
-    try:
-        with _progress(progress) as bar:
-            task = bar.add_task(f"features of {dataset.name}", total=len(dataset), rate=0.0)
-            for images in dataset.batches(batch_size):
-                activations = encode_activations(producer, codebook, images)
-                for kind, value in pool_activations(activations, kinds, grid).items():
-                    parts[kind].append(value.float().cpu())
-                done += images.shape[0]
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, advance=images.shape[0], rate=rate)
-    finally:
-        if was_training and hasattr(producer, "train"):
-            producer.train()
+    with producer.frozen(), _progress(progress) as bar:
+        task = bar.add_task(f"features of {dataset.name}", total=len(dataset), rate=0.0)
+        for images in dataset.batches(batch_size):
+            activations = encode_activations(producer, codebook, images)
+            for kind, value in pool_activations(activations, kinds, grid).items():
+                parts[kind].append(value.float().cpu())
+            done += images.shape[0]
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, advance=images.shape[0], rate=rate)
     return {kind: torch.cat(values) for kind, values in parts.items()}
 
 

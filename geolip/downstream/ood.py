@@ -8,10 +8,10 @@ after projective alignment with unknown matching and signs (:func:`align_project
 same number as :meth:`Codebook.distance`; the z-score compares the mean residual angle with
 alignments of i.i.d. uniform codebooks of the same shapes (negative: closer than chance).
 
-- :meth:`ValidityEngine.validity_score`: one codebook for the whole batch (the OMEGA form).
-- :meth:`ValidityEngine.image_distances`: one codebook per image (mean over its own patches),
+- :meth:`ValidityScorer.validity_score`: one codebook for the whole batch (the OMEGA form).
+- :meth:`ValidityScorer.image_distances`: one codebook per image (mean over its own patches),
   a per-image OOD score.
-- :meth:`ValidityEngine.predict_with_confidence`: reconstruction plus a calibrated confidence,
+- :meth:`ValidityScorer.predict_with_confidence`: reconstruction plus a calibrated confidence,
   the conformal p-value of the image's distance among in-distribution calibration distances.
 """
 
@@ -26,7 +26,8 @@ from geolip.codebook import Codebook
 from geolip.data.dataset import ImageDataset
 from geolip.downstream.features import check_inputs
 from geolip.downstream.ood_baselines import Images, iter_batches, reconstruction_mse
-from geolip.producers.extract import aggregate_rows, producer_device
+from geolip.producers.contract import Producer, require_reconstructor
+from geolip.producers.rows import aggregate_rows
 from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.projective import Collapse, antipodal_collapse
 
@@ -63,7 +64,7 @@ def _shape(images: Images) -> tuple[int, int, tuple[int, int]]:
 
 
 @dataclass(frozen=True)
-class ValidityEngine:
+class ValidityScorer:
     """A frozen producer with its reference codebook; immutable (``calibrate`` returns a copy).
 
     Attributes:
@@ -77,7 +78,7 @@ class ValidityEngine:
         native_mse: median per-image reconstruction MSE on those images (the native floor).
     """
 
-    producer: torch.nn.Module
+    producer: Producer
     reference: Codebook
     threshold: float = -0.9
     null_trials: int = 16
@@ -93,10 +94,9 @@ class ValidityEngine:
     @torch.no_grad()
     def _rows(self, images: Images) -> Iterator[torch.Tensor]:
         """M (b, P, V, D) float64 on the CPU, batch by batch."""
-        self.producer.eval()
-        device = producer_device(self.producer)
-        for x in iter_batches(images, self.batch_size):
-            yield self.producer.encode_rows(x.to(device)).double().cpu()
+        with self.producer.frozen():
+            for x in iter_batches(images, self.batch_size):
+                yield self.producer.encode_rows(x.to(self.producer.device)).double().cpu()
 
     def _align(self, rows: torch.Tensor, null_trials: int) -> tuple[ProjectiveAlignment, Collapse]:
         collapse = antipodal_collapse(rows, self.threshold)
@@ -154,7 +154,7 @@ class ValidityEngine:
                 out.append(self._align(aggregate_rows(m[i : i + 1]), 0)[0].rms_chordal)
         return torch.tensor(out, dtype=torch.float64)
 
-    def calibrate(self, images: Images) -> ValidityEngine:
+    def calibrate(self, images: Images) -> ValidityScorer:
         """A copy calibrated on in-distribution images: their per-image distances (for the
         confidence) and their median reconstruction MSE (the native floor)."""
         distances = self.image_distances(images)
@@ -176,6 +176,7 @@ class ValidityEngine:
         """Reconstruction (B, C, H, W) and confidence (B,) ∈ (0, 1] of a calibrated engine."""
         self._check(images)
         distances = self.image_distances(images)
-        self.producer.eval()
-        recon = self.producer(images.to(producer_device(self.producer)))["recon"]
+        decoder = require_reconstructor(self.producer, "predict_with_confidence")
+        with self.producer.frozen():
+            recon = decoder.reconstruct(images.to(self.producer.device))
         return recon, self.confidence(distances)

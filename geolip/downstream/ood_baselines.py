@@ -14,7 +14,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 
 from geolip.data.dataset import ImageDataset
-from geolip.producers.extract import producer_device
+from geolip.producers.contract import Producer, require_reconstructor
 
 Images = torch.Tensor | ImageDataset
 """(B, C, H, W) float images, or a dataset streamed in batches."""
@@ -31,20 +31,16 @@ def iter_batches(images: Images, batch_size: int) -> Iterator[torch.Tensor]:
 
 @torch.no_grad()
 def reconstruction_mse(
-    producer: torch.nn.Module, images: Images, batch_size: int = 32
+    producer: Producer, images: Images, batch_size: int = 32
 ) -> torch.Tensor:
     """Per-image mean squared reconstruction error (N,) float64 of the autoencoder."""
-    device = producer_device(producer)
-    was_training = producer.training
-    producer.eval()
+    decoder = require_reconstructor(producer, "the reconstruction-MSE baseline")
     out = []
-    try:
+    with producer.frozen():
         for x in iter_batches(images, batch_size):
-            x = x.to(device)
-            recon = producer(x)["recon"].float()
+            x = x.to(producer.device)
+            recon = decoder.reconstruct(x).float()
             out.append((recon - x).square().mean(dim=(1, 2, 3)).double().cpu())
-    finally:
-        producer.train(was_training)
     return torch.cat(out)
 
 

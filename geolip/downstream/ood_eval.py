@@ -16,7 +16,7 @@ import torch
 from geolip.codebook import Codebook
 from geolip.data.dataset import ImageDataset
 from geolip.downstream.features import FeatureKind, compute_features
-from geolip.downstream.ood import ValidityEngine
+from geolip.downstream.ood import ValidityScorer
 from geolip.downstream.ood_baselines import KNN, Mahalanobis, MSERatio, reconstruction_mse
 from geolip.downstream.ood_metrics import OODMetrics, ood_metrics
 
@@ -27,7 +27,7 @@ OOD_METHODS: tuple[str, ...] = ("validity", "mse_ratio", "mahalanobis", "knn")
 class OODDetectors:
     """Every detector, fitted on the same in-distribution images."""
 
-    engine: ValidityEngine
+    engine: ValidityScorer
     mse: MSERatio
     mahalanobis: Mahalanobis
     knn: KNN
@@ -70,7 +70,7 @@ def fit_detectors(
     """Fit all detectors on ``id_fit`` (in-distribution; its labels are used by Mahalanobis
     only with ``class_conditional``)."""
     cache = None if cache_dir is None else Path(cache_dir)
-    engine = ValidityEngine(producer, reference, batch_size=batch_size).calibrate(id_fit)
+    engine = ValidityScorer(producer, reference, batch_size=batch_size).calibrate(id_fit)
     feats = compute_features(
         producer,
         reference,

@@ -9,7 +9,6 @@ is the array's output: ``signature`` (B, n_batteries, n_phases).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from geolip._safetensors import load_tensors, not_safetensors
 from geolip.codebook import Codebook
-from geolip.errors import CheckpointError, CheckpointNotFoundError
+from geolip.data.noise import TRAINING_NOISES
+from geolip.producers.contract import ProducerModule
 from geolip.producers.extract import extract_codebook
-from geolip.producers.noise import TRAINING_NOISES
-from geolip.producers.pretrained import CONFIG_FILE, WEIGHTS_FILE, PretrainedModule
+from geolip.producers.pretrained import load_weights, parse_config, read_pretrained
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 
 
@@ -70,7 +68,7 @@ class BatteryArrayConfig(BaseModel):
         return self
 
 
-class BatteryArray(PretrainedModule):
+class BatteryArray(ProducerModule):
     """n_batteries × n_phases SphereSolver banks of one config; state keys ``banks.{i}.{param}``
     with i = battery · n_phases + phase."""
 
@@ -178,51 +176,18 @@ class BatteryArray(PretrainedModule):
         """``config.json`` of a saved array: ``model_class`` and the array config."""
         return {"model_class": type(self).__name__, **self.config.model_dump(mode="json")}
 
-    def save(self, folder: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``folder`` atomically: a sibling
-        temporary folder renamed into place. A non-empty folder without a ``config.json`` is
-        refused (CheckpointError) rather than replaced. Returns the folder. The same as
-        :meth:`save_pretrained`."""
-        return self.save_pretrained(folder)
-
     @classmethod
-    def load(cls, folder: str | Path) -> BatteryArray:
-        """Read a folder written by :meth:`save` (in eval mode, dtype as saved).
+    def from_folder(cls, folder: str | Path) -> BatteryArray:
+        """Read a folder written by :meth:`save_pretrained` (in eval mode, dtype as saved).
 
         Raises:
             CheckpointNotFoundError: a file is missing. CheckpointError: a file is not JSON or
             safetensors, not a BatteryArray config, or the weights do not fit the config; the
             error names the file.
         """
-        config_path, weights_path = Path(folder) / CONFIG_FILE, Path(folder) / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise CheckpointNotFoundError("missing: not a saved battery array", path)
-        try:
-            doc = json.loads(config_path.read_text())
-            kind = doc.pop("model_class", None) if isinstance(doc, dict) else None
-            if kind != cls.__name__:
-                raise ValueError(f"model_class is {kind!r}, not {cls.__name__!r}")
-            config = BatteryArrayConfig(**doc)
-        except ValueError as err:  # JSON, UTF-8 and pydantic errors are all ValueErrors
-            raise CheckpointError(f"not a battery-array config ({err})", config_path) from err
-        state, _ = load_tensors(weights_path, not_safetensors)
-        array = cls(config)
-        expected = {k: v.shape for k, v in array.state_dict().items()}
-        found = {k: v.shape for k, v in state.items() if v.is_floating_point()}
-        misfits = sorted(
-            k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)
-        )
-        if misfits:
-            raise CheckpointError(
-                f"weights do not fit the config: {len(misfits)} tensors missing, unexpected, "
-                f"not floating-point or of another shape, first {misfits[0]!r}",
-                weights_path,
-            )
-        array.load_state_dict(state, assign=True)
-        return array.eval()
-
-    from_folder = load
+        doc, state = read_pretrained(folder, cls.__name__)
+        array = cls(parse_config(BatteryArrayConfig, doc, folder))
+        return load_weights(array, state, folder, keep_dtype=True)
 
 def _position(key: int | str, names: Sequence[str], kind: str) -> int:
     """Index of ``key`` (a name, or an index that may be negative) among ``names``."""

@@ -4,9 +4,10 @@
     model.safetensors   the state dict
 
 A SphereSolver writes ``{"model_class": "SphereSolver", "model": config, "preset": name}``, the
-keys a training checkpoint's ``config.json`` has, so ``loading.load_checkpoint_model`` reads a
+keys a training checkpoint's ``config.json`` has, so ``SphereSolver.from_folder`` reads a
 pretrained folder and a training checkpoint alike; a BatteryArray writes
-``{"model_class": "BatteryArray", **config}``. Nothing is pickled.
+``{"model_class": "BatteryArray", **config}``. Every class reads its folder through
+:func:`read_pretrained` and :func:`load_weights`. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from safetensors.torch import save
 from torch import nn
 
 from geolip._files import Verify, write_folder
-from geolip.errors import CheckpointError
+from geolip._safetensors import load_tensors, not_safetensors
+from geolip.errors import CheckpointError, CheckpointNotFoundError
 
 if TYPE_CHECKING:
-    from geolip.codebook.hub_files import PublishedCommit
+    from geolip.hub import PublishedCommit
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 M = TypeVar("M", bound="PretrainedModule")
+C = TypeVar("C")
 
 
 def pretrained_files(
@@ -52,6 +55,65 @@ def write_pretrained(
     if occupied and not (target / CONFIG_FILE).is_file():
         raise CheckpointError("exists and is not a saved model; not overwriting", target)
     return write_folder(target, files, verify=verify)
+
+
+def read_pretrained(
+    folder: str | Path, model_class: str, default_class: str | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config document without ``model_class``, state dict) of a folder of ``model_class``.
+
+    Args:
+        default_class: the class assumed when ``config.json`` names none (older checkpoints).
+
+    Raises:
+        CheckpointNotFoundError: a file is missing. CheckpointError: ``config.json`` is not a
+            JSON object or names another class, or the weights are not safetensors; the error
+            names the file.
+    """
+    config_path, weights_path = Path(folder) / CONFIG_FILE, Path(folder) / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"missing: not a saved {model_class}", path)
+    try:
+        doc = json.loads(config_path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    except ValueError as err:  # JSON and UTF-8 errors are ValueErrors
+        raise CheckpointError(f"not a {model_class} config ({err})", config_path) from err
+    kind = doc.pop("model_class", default_class)
+    if kind != model_class:
+        raise CheckpointError(f"model_class is {kind!r}, not {model_class!r}", config_path)
+    state, _ = load_tensors(weights_path, not_safetensors)
+    return doc, state
+
+
+def parse_config(factory: type[C], fields: Any, folder: str | Path) -> C:
+    """``factory(**fields)`` (a pydantic config), its refusal raised as a CheckpointError
+    naming the folder's ``config.json``."""
+    try:
+        return factory(**fields)
+    except (TypeError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+        path = Path(folder) / CONFIG_FILE
+        raise CheckpointError(f"not a {factory.__name__} ({err})", path) from err
+
+
+def load_weights(
+    model: M, state: Mapping[str, torch.Tensor], folder: str | Path, keep_dtype: bool = False
+) -> M:
+    """Load ``state`` into ``model`` strictly (every tensor present, floating-point, of the
+    model's shape) and return it in eval mode. ``keep_dtype`` takes the saved tensors as they
+    are (dtype as saved); otherwise they are copied into the model's own dtype."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    found = {k: v.shape for k, v in state.items() if v.is_floating_point()}
+    misfits = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+    if misfits:
+        raise CheckpointError(
+            f"weights do not fit the config: {len(misfits)} tensors missing, unexpected, "
+            f"not floating-point or of another shape, first {misfits[0]!r}",
+            Path(folder) / WEIGHTS_FILE,
+        )
+    model.load_state_dict(state, assign=keep_dtype)
+    return model.eval()
 
 
 class PretrainedModule(nn.Module):
@@ -90,21 +152,25 @@ class PretrainedModule(nn.Module):
         cls: type[M],
         pretrained_model_name_or_path: str | Path,
         revision: str | None = None,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> M:
         """A model from a local pretrained (or training checkpoint) folder, or else from the Hub
         repo of that id at ``revision`` (branch, tag or commit sha): both files checked against
         the Hub's hashes and loaded before anything is cached; works from the cache under
-        HF_HUB_OFFLINE=1. Options (``endpoint``, ``token``, ``cache_dir``,
-        ``local_files_only``, ``timeout``): see :func:`geolip.producers.hub.fetch_pretrained`."""
+        HF_HUB_OFFLINE=1. ``timeout``: seconds per request (default 10). Options
+        (``cache_dir``, ``local_files_only``): see :func:`geolip.hub.fetch_pretrained`."""
         path = Path(pretrained_model_name_or_path)
         if path.is_dir():
             return cls.from_folder(path)
-        from geolip.producers import hub
+        from geolip.hub import DEFAULT_TIMEOUT, HubTarget, fetch_pretrained
 
-        return hub.fetch_pretrained(
-            str(pretrained_model_name_or_path), cls.from_folder, revision, **options
-        ).model
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        target = HubTarget(str(pretrained_model_name_or_path), revision, endpoint, token, seconds)
+        return fetch_pretrained(target, cls.from_folder, **options).model
 
     def push_to_hub(
         self,
@@ -114,19 +180,14 @@ class PretrainedModule(nn.Module):
         private: bool = False,
         token: str | None = None,
         endpoint: str | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> PublishedCommit:
         """Publish ``config.json``, ``model.safetensors`` and a generated ``README.md`` card in
-        one commit on branch ``revision`` (default main); see
-        :func:`geolip.producers.hub.push_pretrained` for the options."""
-        from geolip.producers import hub
+        one commit on branch ``revision`` (default main); ``timeout``: seconds per request
+        (default 10). See :func:`geolip.hub.push_pretrained` for the options."""
+        from geolip.hub import DEFAULT_TIMEOUT, HubTarget, push_pretrained
 
-        return hub.push_pretrained(
-            self,
-            repo_id,
-            revision=revision,
-            private=private,
-            token=token,
-            endpoint=endpoint,
-            **options,
-        )
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        target = HubTarget(repo_id, revision, endpoint, token, seconds)
+        return push_pretrained(self, target, private=private, **options)

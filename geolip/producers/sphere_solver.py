@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import torch
@@ -26,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from torch import nn
 from torch.nn.functional import gelu, scaled_dot_product_attention
 
+from geolip.errors import CheckpointError
+from geolip.producers.contract import Geometry, ProducerModule
 from geolip.producers.patches import (
     assemble_tiles,
     crop,
@@ -35,7 +36,7 @@ from geolip.producers.patches import (
     stitch_patches,
     tile_grid,
 )
-from geolip.producers.pretrained import PretrainedModule
+from geolip.producers.pretrained import CONFIG_FILE, load_weights, parse_config, read_pretrained
 from geolip.solvers.linalg import SVDMethod, gram_svd, sphere_normalize
 
 
@@ -100,50 +101,6 @@ class SphereSolverConfig(BaseModel):
         return self
 
 
-PRESETS: MappingProxyType[str, SphereSolverConfig] = MappingProxyType(
-    {
-        "fresnel": SphereSolverConfig(
-            V=256, D=16, patch_size=16, hidden=768, depth=4, n_cross=2, smooth_mid=16
-        ),
-        "freckles": SphereSolverConfig(
-            V=48, D=4, patch_size=4, hidden=384, depth=4, n_cross=2, smooth_mid=8
-        ),
-        "h2": SphereSolverConfig(
-            V=32,
-            D=4,
-            patch_size=4,
-            hidden=64,
-            depth=1,
-            n_cross=1,
-            n_heads=4,
-            smooth_mid=16,
-            readout="linear",
-        ),
-        "h2a": SphereSolverConfig(
-            V=32,
-            D=4,
-            patch_size=4,
-            hidden=64,
-            depth=0,
-            n_cross=0,
-            smooth_mid=16,
-            readout="linear",
-        ),
-        "p_class": SphereSolverConfig(
-            V=32,
-            D=3,
-            patch_size=4,
-            hidden=64,
-            depth=0,
-            n_cross=0,
-            smooth_mid=16,
-            readout="linear",
-        ),
-    }
-)
-"""Upstream regimes (spec §A.9): 16,942,419 / 2,557,539 / 57,215 / 40,227 / 28,899 parameters."""
-
-
 class SpectralCrossAttention(nn.Module):
     """Bounded multiplicative coordination of singular values across patches (spec §A.4).
 
@@ -190,7 +147,7 @@ class BoundarySmooth(nn.Module):
         return x + self.net(x)
 
 
-class SphereSolver(PretrainedModule):
+class SphereSolver(ProducerModule):
     """Patch encoder onto the sphere, spectral coordination, patch decoder (upstream PatchSVAE).
 
     ``encode_rows`` is the producer contract every downstream piece reads; ``forward`` runs the
@@ -228,24 +185,39 @@ class SphereSolver(PretrainedModule):
         self.dec_out = nn.Linear(c.hidden, P)
         self.boundary_smooth = BoundarySmooth(c.channels, c.mid)
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> SphereSolver:
-        """A freshly initialised model of preset ``name`` (see PRESETS), fields overridden."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
-        return cls(SphereSolverConfig(**{**PRESETS[name].model_dump(), **overrides}), preset=name)
-
     def pretrained_config(self) -> dict[str, Any]:
         """``config.json`` of a pretrained folder, with a training checkpoint's keys."""
         model = self.config.model_dump(mode="json")
         return {"model_class": type(self).__name__, "model": model, "preset": self.preset}
 
     @classmethod
-    def from_folder(cls, folder: Path) -> SphereSolver:
-        """A pretrained folder or a training checkpoint (``loading.load_checkpoint_model``)."""
-        from geolip.producers.loading import load_checkpoint_model
+    def from_folder(cls, folder: str | Path) -> SphereSolver:
+        """A pretrained folder or a training checkpoint (``config.json`` with ``model`` and
+        ``preset``, ``model.safetensors``), in eval mode; a folder that names no
+        ``model_class`` is read as a SphereSolver's (checkpoints of geolip ≤ 0.1).
 
-        return load_checkpoint_model(folder)
+        Raises:
+            CheckpointNotFoundError, CheckpointError: naming the file and the problem.
+        """
+        doc, state = read_pretrained(folder, cls.__name__, default_class=cls.__name__)
+        if not isinstance(doc.get("model"), dict):
+            raise CheckpointError("no 'model' config object", Path(folder) / CONFIG_FILE)
+        config = parse_config(SphereSolverConfig, doc["model"], folder)
+        return load_weights(cls(config, preset=doc.get("preset")), state, folder)
+
+    @property
+    def geometry(self) -> Geometry:
+        """V rows on S^(D−1) per ps × ps patch of a C-channel image."""
+        c = self.config
+        return Geometry(D=c.D, rows_per_token=c.V, channels=c.channels, patch_size=c.patch_size)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → the autoencoder's reconstruction, same shape (``forward``'s recon)."""
+        return self(x)["recon"]
+
+    def attention_alphas(self) -> list[torch.Tensor]:
+        """α = max_alpha·σ(alpha_logits) of each cross-attention layer, (D,) each."""
+        return [m.max_alpha * torch.sigmoid(m.alpha_logits.detach()) for m in self.cross_attn]
 
     def param_count(self) -> int:
         """Number of trainable scalars (matches the §A.9 formula)."""

@@ -22,8 +22,9 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from geolip.data.noise import TRAINING_NOISES, mixed_batch, noise_batch
 from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from geolip.producers.noise import TRAINING_NOISES, mixed_batch, noise_batch
+from geolip.producers.contract import Trainable
 from geolip.solvers.metrics import effective_rank, pentachoron_cv
 
 SOFT_HAND_EVERY = 50
@@ -32,7 +33,7 @@ SOFT_HAND_BOOST = 0.5
 
 
 class TrainConfig(BaseModel):
-    """How to train a producer. Defaults per preset live in :data:`TRAIN_PRESETS`."""
+    """How to train a producer. Each preset's recipe lives in ``geolip.producers.presets``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,43 +51,6 @@ class TrainConfig(BaseModel):
     eval_per_type: int = Field(default=32, ge=1)
     save_every: int = Field(default=0, ge=0, description="steps between rolling checkpoints")
     amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
-
-
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # freckles_64 → v40: 16 noises, 500K samples per epoch
-    "freckles": {"batch_size": 256, "lr": 1e-4, "epochs": 100, "steps_per_epoch": 1953},
-    # johanna_tiny (Fresnel geometry on noise): 500K samples per epoch
-    "fresnel": {"batch_size": 512, "lr": 3e-4, "epochs": 300, "steps_per_epoch": 977},
-    # h2_64_single: gaussian only, 200K samples per epoch
-    "h2": {
-        "batch_size": 128,
-        "lr": 1e-3,
-        "epochs": 20,
-        "steps_per_epoch": 1563,
-        "noises": ("gaussian",),
-    },
-    "h2a": {
-        "batch_size": 128,
-        "lr": 1e-3,
-        "epochs": 20,
-        "steps_per_epoch": 1563,
-        "noises": ("gaussian",),
-    },
-    "p_class": {
-        "batch_size": 128,
-        "lr": 1e-3,
-        "epochs": 20,
-        "steps_per_epoch": 1563,
-        "noises": ("gaussian",),
-    },
-}
-
-
-def train_config(preset: str, **overrides: Any) -> TrainConfig:
-    """The preset's recipe with ``overrides`` applied."""
-    if preset not in TRAIN_PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(TRAIN_PRESETS)}")
-    return TrainConfig(**{**TRAIN_PRESETS[preset], **overrides})
 
 
 def _rank() -> int:
@@ -119,6 +83,11 @@ class Trainer:
         device: str | torch.device = "cpu",
         resume: bool = False,
     ) -> None:
+        if not isinstance(model, Trainable):
+            raise TypeError(
+                f"{type(model).__name__} cannot be trained here: the Trainer needs forward() → "
+                "recon, S, S_orig, attention_alphas() and pretrained_config()"
+            )
         self.config = config
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
@@ -147,15 +116,12 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         model = _unwrap(self.model)
-        model_config = getattr(model, "config", None)
         return TrainingState(
             model=model.state_dict(),
             optimizer=self.optimizer.state_dict(),
             rng=rng,
             config={
-                "model": None if model_config is None else model_config.model_dump(mode="json"),
-                "model_class": type(model).__name__,
-                "preset": getattr(model, "preset", None),
+                **model.pretrained_config(),  # model_class, its config: the loader reads it
                 "train": self.config.model_dump(mode="json"),
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
@@ -276,11 +242,7 @@ class Trainer:
             "s0_over_sd": (mean_s[0] / mean_s[-1]).item(),
             "s_delta": (s - s0).abs().mean().item(),
         }
-        alphas = [
-            (m.max_alpha * torch.sigmoid(m.alpha_logits)).tolist()
-            for m in getattr(model, "cross_attn", [])
-        ]
-        metrics["alpha_mean"] = [sum(a) / len(a) for a in alphas]
+        metrics["alpha_mean"] = [a.mean().item() for a in model.attention_alphas()]
         return metrics
 
     # ------------------------------------------------------------------------------- fit

@@ -113,19 +113,41 @@ def _infer_config(
 ) -> SphereSolverConfig:
     """Architecture from shapes, completed by the upstream config and the caller's D/n_heads;
     every source must agree with the shapes and with each other."""
+    found, L = _shape_derived_fields(state, path)
+    fields = _agreed_fields(found, config, given, path)
+    fields["V"] = _checked_V(fields, L, path)
+    if found["n_cross"] and config is None and "n_heads" not in fields:
+        raise CheckpointError(
+            "the number of attention heads cannot be read from the weights and there is no "
+            "config; pass n_heads=",
+            path,
+        )
+    try:
+        return SphereSolverConfig(**fields)
+    except pydantic.ValidationError as err:
+        reasons = "; ".join(e["msg"] for e in err.errors())
+        raise CheckpointError(f"inconsistent architecture {fields}: {reasons}", path) from err
 
-    def shape(key: str, ndim: int) -> tuple[int, ...]:
-        if key not in state:
-            raise CheckpointError(f"no tensor {key!r}: not a PatchSVAE state dict", path)
-        if state[key].ndim != ndim:
-            raise CheckpointError(
-                f"{key} has shape {tuple(state[key].shape)}, expected {ndim} dimensions", path
-            )
-        return tuple(state[key].shape)
 
-    hidden, P = shape("enc_in.weight", 2)
-    L = shape("enc_out.weight", 2)[0]
-    mid, C = shape("boundary_smooth.net.0.weight", 4)[:2]
+def _tensor_shape(
+    state: dict[str, torch.Tensor], key: str, ndim: int, path: Path
+) -> tuple[int, ...]:
+    """Shape of ``state[key]``, which must exist and have ``ndim`` dimensions."""
+    if key not in state:
+        raise CheckpointError(f"no tensor {key!r}: not a PatchSVAE state dict", path)
+    if state[key].ndim != ndim:
+        raise CheckpointError(
+            f"{key} has shape {tuple(state[key].shape)}, expected {ndim} dimensions", path
+        )
+    return tuple(state[key].shape)
+
+
+def _shape_derived_fields(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str, Any], int]:
+    """→ (SphereSolverConfig fields the tensor shapes determine, V·D). D is among the fields
+    only with cross-attention, whose per-row logits have length D."""
+    hidden, P = _tensor_shape(state, "enc_in.weight", 2, path)
+    L = _tensor_shape(state, "enc_out.weight", 2, path)[0]
+    mid, C = _tensor_shape(state, "boundary_smooth.net.0.weight", 4, path)[:2]
     ps = math.isqrt(P // max(C, 1))
     if C * ps * ps != P:
         raise CheckpointError(f"enc_in reads {P} floats, not C·ps² for C={C}", path)
@@ -139,8 +161,18 @@ def _infer_config(
         "readout": "linear" if "readout.weight" in state else "svd",
     }
     if found["n_cross"]:
-        found["D"] = shape("cross_attn.0.alpha_logits", 1)[0]
+        found["D"] = _tensor_shape(state, "cross_attn.0.alpha_logits", 1, path)[0]
+    return found, L
 
+
+def _agreed_fields(
+    found: dict[str, Any],
+    config: dict[str, Any] | None,
+    given: dict[str, int | None],
+    path: Path,
+) -> dict[str, Any]:
+    """``found`` completed by the checkpoint config, then by the caller's non-None values;
+    each may add fields but must repeat every value already set."""
     fields = dict(found)
     sources = {
         "the checkpoint config": _config_fields(config, path) if config else {},
@@ -153,26 +185,20 @@ def _infer_config(
                     f"{source} says {key}={value!r} but the weights say {fields[key]!r}", path
                 )
             fields[key] = value
+    return fields
 
+
+def _checked_V(fields: dict[str, Any], L: int, path: Path) -> int:
+    """V from ``fields``, else V·D / D; D must be known and V·D must equal ``L``."""
     if "D" not in fields:
         raise CheckpointError(
             f"D cannot be read from the weights (they give only V·D = {L}); pass D=", path
         )
     D = fields["D"]
-    V = fields.setdefault("V", L // D if D > 0 else 0)
+    V = fields.get("V", L // D if D > 0 else 0)
     if V * D != L:
         raise CheckpointError(f"V={V}, D={D} but the weights have V·D = {L}", path)
-    if found["n_cross"] and config is None and "n_heads" not in fields:
-        raise CheckpointError(
-            "the number of attention heads cannot be read from the weights and there is no "
-            "config; pass n_heads=",
-            path,
-        )
-    try:
-        return SphereSolverConfig(**fields)
-    except pydantic.ValidationError as err:
-        reasons = "; ".join(e["msg"] for e in err.errors())
-        raise CheckpointError(f"inconsistent architecture {fields}: {reasons}", path) from err
+    return V
 
 
 def _config_fields(config: dict[str, Any], path: Path) -> dict[str, Any]:

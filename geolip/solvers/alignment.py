@@ -469,6 +469,28 @@ def align_projective(
     Returns:
         :class:`ProjectiveAlignment`.
     """
+    a, b = _validated_axes(source, target, n_starts, max_iter, null_trials, inlier_deg)
+    start, fit = _best_fit(
+        a, b, proper=proper, n_starts=n_starts, inlier_deg=inlier_deg, max_iter=max_iter, seed=seed
+    )
+    result = _alignment_result(start, fit, proper)
+    if null_trials == 0:
+        return result
+    null = _null_mean_residuals(
+        len(a), len(b), a.shape[1], proper, n_starts, inlier_deg, max_iter, null_trials, seed
+    )
+    return _with_null_statistics(result, *null)
+
+
+def _validated_axes(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    n_starts: int,
+    max_iter: int,
+    null_trials: int,
+    inlier_deg: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit float64 source and target axes, after checking them and the search settings."""
     a = unit_axes(source, "source")
     b = unit_axes(target, "target")
     same_dim(a, b, "source and target")
@@ -478,21 +500,18 @@ def align_projective(
         raise ValueError(f"null_trials must be 0 or >= 2 (a std needs two), got {null_trials}")
     if not 0.0 <= inlier_deg <= 90.0:
         raise ValueError(f"inlier_deg must lie in [0, 90], got {inlier_deg}")
-    start, fit = _best_fit(
-        a,
-        b,
-        proper=proper,
-        n_starts=n_starts,
-        inlier_deg=inlier_deg,
-        max_iter=max_iter,
-        seed=seed,
-    )
+    return a, b
+
+
+def _alignment_result(start: str, fit: _Fit, proper: bool) -> ProjectiveAlignment:
+    """The winning fit as reported, without null statistics: of R and −R (signs flipped with
+    it), the one with tr R ≥ 0 wherever both are allowed."""
     rotation, signs = fit.rotation, fit.matched.signs
-    d = a.shape[1]
+    d = rotation.shape[0]
     if (not proper or d % 2 == 0) and torch.trace(rotation) < 0:
         rotation, signs = -rotation, -signs
     m = fit.matched
-    result = ProjectiveAlignment(
+    return ProjectiveAlignment(
         rotation=rotation,
         matching=torch.stack([m.rows, m.cols], dim=1),
         signs=signs.long(),
@@ -505,11 +524,13 @@ def align_projective(
         null_std_deg=None,
         z_score=None,
     )
-    if null_trials == 0:
-        return result
-    null_mean, null_std = _null_mean_residuals(
-        a.shape[0], b.shape[0], d, proper, n_starts, inlier_deg, max_iter, null_trials, seed
-    )
+
+
+def _with_null_statistics(
+    result: ProjectiveAlignment, null_mean: float, null_std: float
+) -> ProjectiveAlignment:
+    """``result`` with the null mean and std of the mean residual and, when the std exceeds
+    NULL_STD_FLOOR, the z-score of its own mean residual."""
     z = (result.mean_residual_deg - null_mean) / null_std if null_std > NULL_STD_FLOOR else None
     return replace(result, null_mean_deg=null_mean, null_std_deg=null_std, z_score=z)
 

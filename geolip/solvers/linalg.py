@@ -73,7 +73,7 @@ def gram_svd(
     Two implementations of one function. ``"eigh"``: float64 Gram + ``torch.linalg.eigh`` on
     at most ``chunk_size`` matrices at a time (the result does not depend on ``chunk_size``),
     cast back to m's dtype; CPU or CUDA. ``"fused"``: Triton kernels, two launches forward and
-    one backward (:mod:`geolip.solvers.svd_triton`), D ≤ FUSED_MAX_D: float64 Jacobi
+    one backward (:mod:`geolip.solvers._svd_triton`), D ≤ FUSED_MAX_D: float64 Jacobi
     eigensolver in registers, U re-orthonormalised where M is ill-conditioned, so UᵀU = I even
     for rank-deficient M; no batch limit, no host synchronisation; S and Vt are
     computed in float64 and rounded to m's dtype. ``"auto"`` takes ``"fused"`` for CUDA
@@ -201,7 +201,7 @@ class _FusedGramSVD(torch.autograd.Function):
     def forward(
         ctx: FunctionCtx, m: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from geolip.solvers.svd_triton import fused_svd_forward
+        from geolip.solvers._svd_triton import fused_svd_forward
 
         m = m.contiguous()
         u, s, vt = fused_svd_forward(m, SINGULAR_FLOOR_RTOL)
@@ -213,7 +213,7 @@ class _FusedGramSVD(torch.autograd.Function):
     def backward(
         ctx: FunctionCtx, g_u: torch.Tensor, g_s: torch.Tensor, g_vt: torch.Tensor
     ) -> torch.Tensor:
-        from geolip.solvers.svd_triton import fused_svd_backward
+        from geolip.solvers._svd_triton import fused_svd_backward
 
         m, s, vt = ctx.saved_tensors
         return fused_svd_backward(

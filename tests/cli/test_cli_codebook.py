@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+from cli_runner import run, run_json
 from strategies import gen, random_orthogonal, separated_axes
 
 from geolip import Codebook
-from geolip.cli import output
-from geolip.cli.app import main
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """Invoke the console entry point in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["geolip", *args])
-    output.set_json_mode(False)
-    with pytest.raises(SystemExit) as info:
-        main()
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
-
-
-def run_json(args: list[str], capsys, monkeypatch) -> tuple[int, dict]:
-    code, out, _ = run([*args, "--json"], capsys, monkeypatch)
-    return code, json.loads(out)  # exactly one JSON document, or this raises
-
 
 RANDOM_32x4 = ["codebook", "random", "--k", "32", "--d", "4", "--seed", "3", "--null-trials", "50"]
 

@@ -18,9 +18,17 @@ from geolip.cli.app import main
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 
 
+@pytest.fixture(autouse=True)
+def hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """This test's Hub store (``GEOLIP_HUB_CACHE``): never the real ``~/.cache/geolip/hub``."""
+    store = tmp_path / "geolip-cache"
+    monkeypatch.setenv("GEOLIP_HUB_CACHE", str(store))
+    return store
+
+
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    with serve_fake_hub(monkeypatch, tmp_path / "geolip-cache") as running:
+def hub(monkeypatch: pytest.MonkeyPatch, hub_cache: Path) -> Iterator[FakeHub]:
+    with serve_fake_hub(monkeypatch, hub_cache) as running:
         yield running
 
 

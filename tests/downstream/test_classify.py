@@ -8,10 +8,9 @@ import pytest
 import torch
 from tiny_producer import tiny_codebook, tiny_producer
 
-from geolip.data import ImageDataset
+from geolip.data import ImageDataset, noise_dataset
 from geolip.downstream.classify import fit_head, load_head, save_head, train_head
 from geolip.downstream.features import compute_features
-from geolip.downstream.sources import noise_dataset
 from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
 
 KINDS = ("gaussian", "checkerboard", "gradient")

@@ -8,18 +8,18 @@ import torch
 from tiny_producer import tiny_codebook, tiny_producer
 
 from geolip.codebook import Codebook
-from geolip.downstream.ood import ValidityEngine
+from geolip.data import noise_dataset
+from geolip.data.noise import calibration_set
+from geolip.downstream.ood import ValidityScorer
 from geolip.downstream.ood_baselines import KNN, Mahalanobis, MSERatio, reconstruction_mse
 from geolip.downstream.ood_eval import OOD_METHODS, evaluate_ood, fit_detectors
-from geolip.downstream.sources import noise_dataset
 from geolip.errors import DatasetError, IncompatibleInputError
-from geolip.producers.noise import calibration_set
 
 
 @pytest.fixture(scope="module")
-def engine() -> ValidityEngine:
+def engine() -> ValidityScorer:
     producer = tiny_producer(0)
-    return ValidityEngine(producer, tiny_codebook(producer), null_trials=8)
+    return ValidityScorer(producer, tiny_codebook(producer), null_trials=8)
 
 
 def test_in_distribution_batch_is_close_to_its_reference(engine) -> None:
@@ -56,7 +56,7 @@ def test_image_distances_and_conformal_confidence(engine) -> None:
 
 def test_bad_inputs_are_refused(engine) -> None:
     with pytest.raises(IncompatibleInputError, match="D=3"):
-        ValidityEngine(engine.producer, Codebook.random(6, 3)).validity_score(
+        ValidityScorer(engine.producer, Codebook.random(6, 3)).validity_score(
             torch.zeros(2, 3, 16, 16)
         )
     with pytest.raises(IncompatibleInputError, match="channel"):

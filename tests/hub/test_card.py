@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geolip import Codebook
-from geolip.codebook.card import RELATIONS, card_metadata, codebook_card, front_matter
 from geolip.codebook.schema import Lineage
+from geolip.hub.cards import RELATIONS, card_metadata, codebook_card, front_matter
 
 HUB_DOC = Path(__file__).parents[2] / "docs" / "hub.md"
 AXES = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

@@ -12,8 +12,6 @@ from fake_hub import FakeHub
 from huggingface_hub import HfApi, constants
 
 from geolip import Codebook
-from geolip.codebook import hub as cb_hub
-from geolip.codebook.hub_files import COMMIT_SHA
 from geolip.errors import (
     CodebookIntegrityError,
     CodebookVersionError,
@@ -21,6 +19,7 @@ from geolip.errors import (
     HubNotFoundError,
     HubUnreachableError,
 )
+from geolip.hub import COMMIT_SHA, HubTarget, fetch_codebook
 
 REPO = "alice/demo"
 
@@ -50,7 +49,7 @@ def test_push_then_pull_gives_the_same_bytes_tensors_and_id(hub: FakeHub, tmp_pa
     assert set(tree) == {".gitattributes", "README.md", "codebook.json", "codebook.safetensors"}
     assert tree["codebook.safetensors"].lfs is not None and tree["codebook.json"].lfs is None
 
-    fetched = cb_hub.fetch(REPO, endpoint=hub.endpoint)
+    fetched = fetch_codebook(HubTarget(REPO, endpoint=hub.endpoint))
     back = fetched.codebook
     assert back.id == cb.id and back.meta == cb.meta
     assert torch.equal(back.axes, cb.axes)
@@ -67,7 +66,7 @@ def test_push_then_pull_gives_the_same_bytes_tensors_and_id(hub: FakeHub, tmp_pa
     # the same codebook again: the same bytes, so no new commit; the pull is a cache hit
     assert cb.push_to_hub(REPO, endpoint=hub.endpoint).commit == pushed.commit
     before = len(hub.requests)
-    again = cb_hub.fetch(REPO, endpoint=hub.endpoint)
+    again = fetch_codebook(HubTarget(REPO, endpoint=hub.endpoint))
     assert again.snapshot.from_cache and again.codebook.id == cb.id
     assert [m for m, _ in hub.requests[before:]] == ["GET"]  # only resolving main to a commit
 
@@ -119,7 +118,7 @@ def test_a_file_altered_on_the_server_is_refused_and_the_good_cache_kept(
     cb = codebook()
     pushed = cb.push_to_hub(REPO, endpoint=hub.endpoint)
     good = tmp_path / "good-cache"
-    folder = cb_hub.fetch(REPO, endpoint=hub.endpoint, cache_dir=good).snapshot.folder
+    folder = fetch_codebook(HubTarget(REPO, endpoint=hub.endpoint), cache_dir=good).snapshot.folder
     kept = {p: p.read_bytes() for p in files_under(good)}
 
     raw = (folder / "codebook.safetensors").read_bytes()
@@ -135,7 +134,8 @@ def test_a_file_altered_on_the_server_is_refused_and_the_good_cache_kept(
         Codebook.from_hub(REPO, endpoint=hub.endpoint, cache_dir=fresh)
     assert files_under(fresh) == []
 
-    back = cb_hub.fetch(REPO, revision=pushed.commit, endpoint=hub.endpoint, cache_dir=good)
+    pinned = HubTarget(REPO, revision=pushed.commit, endpoint=hub.endpoint)
+    back = fetch_codebook(pinned, cache_dir=good)
     assert back.snapshot.from_cache and back.codebook.id == cb.id
     assert {p: p.read_bytes() for p in files_under(good)} == kept
 
@@ -145,7 +145,7 @@ def test_an_artifact_altered_before_upload_fails_the_id_check_and_keeps_the_old_
 ) -> None:
     cb = codebook()
     first = cb.push_to_hub(REPO, endpoint=hub.endpoint)
-    folder = cb_hub.fetch(REPO, endpoint=hub.endpoint).snapshot.folder
+    folder = fetch_codebook(HubTarget(REPO, endpoint=hub.endpoint)).snapshot.folder
     bad = flip_data_byte((folder / "codebook.safetensors").read_bytes())
     # a consistent server: the hashes it advertises are those of the altered bytes
     HfApi(endpoint=hub.endpoint).upload_file(
@@ -154,7 +154,7 @@ def test_an_artifact_altered_before_upload_fails_the_id_check_and_keeps_the_old_
     with pytest.raises(CodebookIntegrityError, match=f"{REPO}@.*/codebook.safetensors: stored id"):
         Codebook.from_hub(REPO, endpoint=hub.endpoint)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # main still means the last verified commit
-    fetched = cb_hub.fetch(REPO, endpoint=hub.endpoint)
+    fetched = fetch_codebook(HubTarget(REPO, endpoint=hub.endpoint))
     assert fetched.snapshot.commit == first.commit and fetched.codebook.id == cb.id
 
 
@@ -163,7 +163,8 @@ def test_expected_id_and_a_changed_cache_are_refused(hub: FakeHub) -> None:
     cb.push_to_hub(REPO, endpoint=hub.endpoint)
     with pytest.raises(HubIntegrityError, match="not the expected"):
         Codebook.from_hub(REPO, endpoint=hub.endpoint, expected_id=other.id)
-    folder = cb_hub.fetch(REPO, endpoint=hub.endpoint, expected_id=cb.id).snapshot.folder
+    target = HubTarget(REPO, endpoint=hub.endpoint)
+    folder = fetch_codebook(target, expected_id=cb.id).snapshot.folder
     (folder / "README.md").write_text("edited by hand\n")
     with pytest.raises(HubIntegrityError, match="changed or removed after it was verified"):
         Codebook.from_hub(REPO, endpoint=hub.endpoint)

@@ -12,11 +12,10 @@ from huggingface_hub import HfApi, ModelCard
 from strategies import gen
 
 from geolip.errors import CheckpointError, HubIntegrityError
+from geolip.hub import HubTarget, download_pretrained
 from geolip.producers.battery_array import BatteryArray
 from geolip.producers.checkpoint import TrainingState, save_checkpoint
-from geolip.producers.extract import producer_info
-from geolip.producers.hub import download_pretrained
-from geolip.producers.loading import load_checkpoint_model, load_pretrained_folder
+from geolip.producers.loading import load_folder
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 
 REPO = "alice/solver"
@@ -55,7 +54,7 @@ def test_save_pretrained_writes_the_checkpoint_layout_one_loader_reads(tmp_path:
         "model": TINY.model_dump(mode="json"),
         "preset": None,
     }
-    for loaded in (load_checkpoint_model(folder), SphereSolver.from_pretrained(folder)):
+    for loaded in (load_folder(folder), SphereSolver.from_pretrained(folder)):
         assert_same_model(loaded, model)
         assert_same_outputs(loaded, model)
     again = (folder / "model.safetensors").read_bytes()
@@ -97,7 +96,7 @@ def test_push_pull_round_trip_gives_the_same_state_dict_and_outputs(
 
     readme = HfApi(endpoint=hub.endpoint).hf_hub_download(REPO, "README.md", cache_dir=tmp_path)
     card = ModelCard.load(readme)
-    info = producer_info(other)
+    info = other.producer_info()
     assert card.data.library_name == "geolip"
     assert card.data.geolip["weights_sha256"] == info.weights_sha256
     assert card.data.geolip["config_sha256"] == info.config_sha256
@@ -114,7 +113,7 @@ def test_battery_arrays_round_trip_and_a_wrong_class_is_refused(
     assert torch.equal(back.signature(images()), array.signature(images()))
 
     fetched = download_pretrained(
-        "alice/array", tmp_path / "out", load_pretrained_folder, endpoint=hub.endpoint
+        HubTarget("alice/array", endpoint=hub.endpoint), tmp_path / "out", load_folder
     )
     assert isinstance(fetched.model, BatteryArray)
     for name in ("config.json", "model.safetensors"):

@@ -74,29 +74,29 @@ def test_bank_lookup_by_name_index_and_negative_index(array: BatteryArray) -> No
 def test_save_load_round_trip_keeps_state_and_signature(
     array: BatteryArray, tmp_path: Path
 ) -> None:
-    folder = array.save(tmp_path / "arr")
+    folder = array.save_pretrained(tmp_path / "arr")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     keys = load_file(folder / "model.safetensors").keys()
     assert "banks.8.readout.weight" in keys and len(keys) == len(array.state_dict())
-    loaded = BatteryArray.load(folder)
+    loaded = BatteryArray.from_folder(folder)
     assert loaded.config == array.config
     for key, value in array.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     x = images(3)
     assert torch.equal(loaded.signature(x), array.signature(x))
-    array.save(folder)  # replacing an earlier save is allowed
-    assert BatteryArray.load(folder).config.noises[2] == ("gaussian", "pink")
+    array.save_pretrained(folder)  # replacing an earlier save is allowed
+    assert BatteryArray.from_folder(folder).config.noises[2] == ("gaussian", "pink")
 
 
 def test_float64_arrays_load_as_float64(tmp_path: Path) -> None:
     arr = BatteryArray.from_solvers([s.double() for s in solvers(count=2)], ["a", "b"])
-    loaded = BatteryArray.load(arr.save(tmp_path / "f64"))
+    loaded = BatteryArray.from_folder(arr.save_pretrained(tmp_path / "f64"))
     assert loaded.banks[1].enc_in.weight.dtype == torch.float64
     assert torch.equal(loaded.banks[1].enc_in.weight, arr.banks[1].enc_in.weight)
 
 
 def small_folder(tmp_path: Path) -> Path:
-    return BatteryArray.from_solvers(solvers(count=2), ["a", "b"]).save(tmp_path / "arr")
+    return BatteryArray.from_solvers(solvers(count=2), ["a", "b"]).save_pretrained(tmp_path / "arr")
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_damaged_folders_are_refused_naming_the_file(
     else:
         (folder / file).write_bytes(content)
     with pytest.raises(CheckpointError, match=problem) as info:
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
     assert info.value.path == folder / file
 
 
@@ -132,25 +132,25 @@ def test_foreign_and_mismatched_folders_are_refused(tmp_path: Path) -> None:
     folder = small_folder(tmp_path)
     edit_config(folder, model_class="SphereSolver")
     with pytest.raises(CheckpointError, match="'SphereSolver'") as info:
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
     assert info.value.path == folder / "config.json"
 
     folder = small_folder(tmp_path / "b")
     edit_config(folder, batteries=["a", "b", "c"])  # three batteries, weights for two
     with pytest.raises(CheckpointError, match=r"banks\.2\.") as info:
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
     assert info.value.path == folder / "model.safetensors"
 
     folder = small_folder(tmp_path / "c")
     edit_config(folder, model=TINY.model_copy(update={"hidden": 32}).model_dump())
     with pytest.raises(CheckpointError, match="another shape") as info:
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
     assert info.value.path == folder / "model.safetensors"
 
     folder = small_folder(tmp_path / "d")
     edit_config(folder, noises=[["gaussian"]])  # one noise list for two batteries
     with pytest.raises(CheckpointError, match="1 noise lists for 2") as info:
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
     assert info.value.path == folder / "config.json"
 
     folder = small_folder(tmp_path / "e")
@@ -159,10 +159,10 @@ def test_foreign_and_mismatched_folders_are_refused(tmp_path: Path) -> None:
     state["banks.1.enc_in.bias"] = state["banks.1.enc_in.bias"].long()
     save_file(state, folder / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"2 tensors .* first 'banks\.0\.extra'"):
-        BatteryArray.load(folder)
+        BatteryArray.from_folder(folder)
 
     with pytest.raises(CheckpointNotFoundError):
-        BatteryArray.load(tmp_path / "nowhere")
+        BatteryArray.from_folder(tmp_path / "nowhere")
 
 
 def test_save_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
@@ -171,10 +171,10 @@ def test_save_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
     (foreign / "keep.txt").write_text("mine")
     arr = BatteryArray.from_solvers(solvers(count=1), ["a"])
     with pytest.raises(CheckpointError, match="not overwriting"):
-        arr.save(foreign)
+        arr.save_pretrained(foreign)
     assert (foreign / "keep.txt").read_text() == "mine"
     with pytest.raises(CheckpointError, match="not overwriting"):
-        arr.save(foreign / "keep.txt")
+        arr.save_pretrained(foreign / "keep.txt")
 
 
 def test_from_solvers_refuses_mixed_configs_and_wrong_counts() -> None:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 
 from geolip import Codebook
-from geolip.producers.extract import (
-    aggregate_rows,
-    collect_rows,
-    extract_codebook,
-    fresh_init,
-    shuffle_pixels,
-)
+from geolip.producers.controls import shuffle_pixels
+from geolip.producers.extract import extract_codebook
+from geolip.producers.presets import build
+from geolip.producers.rows import aggregate_rows, collect_rows
 from geolip.producers.sphere_solver import SphereSolver
 
 TINY = {"V": 12, "D": 4, "patch_size": 4, "hidden": 16, "depth": 1, "n_cross": 1}
@@ -19,7 +16,7 @@ TINY = {"V": 12, "D": 4, "patch_size": 4, "hidden": 16, "depth": 1, "n_cross": 1
 
 def tiny_solver(seed: int = 0) -> SphereSolver:
     torch.manual_seed(seed)
-    return SphereSolver.from_preset("h2", **TINY)
+    return build("h2", **TINY)
 
 
 def test_extraction_records_settings_stats_null_and_controls() -> None:
@@ -80,12 +77,12 @@ def test_shuffle_keeps_values_per_channel_and_destroys_structure() -> None:
     assert not torch.equal(x, y)
 
 
-def test_fresh_init_is_same_architecture_other_weights() -> None:
+def test_untrained_twin_is_same_architecture_other_weights() -> None:
     model = tiny_solver(0)
-    twin = fresh_init(model, seed=5)
+    twin = model.untrained_twin(5)
     assert twin.config == model.config
     assert not torch.equal(twin.enc_in.weight, model.enc_in.weight)
-    assert torch.equal(fresh_init(model, seed=5).enc_in.weight, twin.enc_in.weight)
+    assert torch.equal(model.untrained_twin(5).enc_in.weight, twin.enc_in.weight)
 
 
 def test_extracted_codebook_round_trips(tmp_path) -> None:

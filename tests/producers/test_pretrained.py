@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from geolip.data.noise import noise_batch
 from geolip.errors import CheckpointNotFoundError
 from geolip.producers.extract import extract_codebook
 from geolip.producers.loading import load_producer, pretrained_names
-from geolip.producers.noise import noise_batch
-from geolip.producers.sphere_solver import SphereSolver
+from geolip.producers.presets import build
 
 
 def test_the_shipped_producers_are_listed() -> None:
@@ -25,10 +25,10 @@ def test_shipped_weights_reconstruct_far_better_than_a_fresh_init(
     name: str, preset: str, trained_on: str, mse_below: float
 ) -> None:
     model = load_producer(f"pretrained:{name}")
-    assert model.param_count() == SphereSolver.from_preset(preset).param_count()
+    assert model.param_count() == build(preset).param_count()
     x = noise_batch(trained_on, 4, 32, generator=torch.Generator().manual_seed(5))
     torch.manual_seed(0)
-    fresh = SphereSolver.from_preset(preset).eval()
+    fresh = build(preset).eval()
     mse = torch.nn.functional.mse_loss(model(x)["recon"], x).item()
     fresh_mse = torch.nn.functional.mse_loss(fresh(x)["recon"], x).item()
     assert mse < mse_below < fresh_mse

@@ -11,7 +11,8 @@ import pytest
 import torch
 from strategies import gen
 
-from geolip.producers.sphere_solver import PRESETS, SphereSolver, SphereSolverConfig
+from geolip.producers.presets import PRESETS, build
+from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 
 
 def tiny(seed: int = 0, **overrides: Any) -> SphereSolver:
@@ -60,8 +61,8 @@ def formula(c: SphereSolverConfig) -> int:
     ],
 )
 def test_presets_have_the_upstream_parameter_counts(name: str, count: int, mid: int) -> None:
-    model = SphereSolver.from_preset(name)
-    assert model.param_count() == count == formula(PRESETS[name])
+    model = build(name)
+    assert model.param_count() == count == formula(PRESETS[name].model)
     assert model.config.mid == mid
 
 
@@ -75,16 +76,16 @@ def test_config_defaults_and_validation() -> None:
     assert SphereSolverConfig(V=8, D=4, patch_size=4, hidden=8, depth=0, n_cross=1).heads == 2
     assert SphereSolverConfig(V=8, D=16, patch_size=16, hidden=8, depth=0, n_cross=1).heads == 4
     assert SphereSolverConfig(V=8, D=3, patch_size=4, hidden=8, depth=0, n_cross=0).mid == 8
-    assert PRESETS["p_class"].D == 3  # default 2 heads do not divide D=3: fine without attention
+    assert PRESETS["p_class"].model.D == 3  # 2 heads do not divide D=3: fine without attention
     with pytest.raises(pydantic.ValidationError, match="must divide D=3"):
         SphereSolverConfig(V=8, D=3, patch_size=4, hidden=8, depth=0, n_cross=1)
     with pytest.raises(pydantic.ValidationError, match="extra"):
         SphereSolverConfig(V=8, D=4, patch_size=4, hidden=8, depth=0, n_cross=0, width=3)
     with pytest.raises(pydantic.ValidationError, match="frozen"):
-        PRESETS["h2"].V = 3  # type: ignore[misc]
+        PRESETS["h2"].model.V = 3  # type: ignore[misc]
     with pytest.raises(ValueError, match="unknown preset 'nope'; known: fresnel"):
-        SphereSolver.from_preset("nope")
-    assert SphereSolver.from_preset("freckles", D=16, V=12, hidden=8).config.heads == 4
+        build("nope")
+    assert build("freckles", D=16, V=12, hidden=8).config.heads == 4
 
 
 def test_alpha_starts_near_upstream_init() -> None:

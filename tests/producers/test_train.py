@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 from geolip.errors import CheckpointError
 from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.loading import load_producer
+from geolip.producers.presets import build, train_config
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import Trainer, train_config
+from geolip.producers.train import Trainer
 
 TINY_MODEL = {"V": 8, "D": 4, "patch_size": 4, "hidden": 16, "depth": 1, "n_cross": 1}
 TINY_TRAIN = {
@@ -34,7 +35,7 @@ TINY_TRAIN = {
 
 def tiny(seed: int = 0) -> SphereSolver:
     torch.manual_seed(seed)
-    return SphereSolver.from_preset("h2", **TINY_MODEL)
+    return build("h2", **TINY_MODEL)
 
 
 def run(out: Path, resume: bool = False, **overrides) -> Trainer:

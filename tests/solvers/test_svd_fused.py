@@ -49,7 +49,7 @@ def one_program_per_kernel(d: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """On the CPU above D = 8, launch shapes holding 16 matrices a program: the interpreter's
     time is per program (the layouts the shapes choose on a GPU do not exist there)."""
     if d > 8 and DEVICE == "cpu":
-        from geolip.solvers import svd_triton
+        from geolip.solvers import _svd_triton as svd_triton
 
         one = svd_triton.Launch(16, 1, 4)
         monkeypatch.setattr(
@@ -158,7 +158,7 @@ def test_orthonormal_on_either_side_of_the_conditioning_switch() -> None:
     """Matrices just above WELL_CONDITIONED take the fast kernel's U = M Q / S, those just below
     are flagged and re-orthonormalised by the robust kernel, in one batch and in programs of
     their own: all give UᵀU = I and the float64 reference's S."""
-    from geolip.solvers.svd_triton import WELL_CONDITIONED
+    from geolip.solvers._svd_triton import WELL_CONDITIONED
 
     assert 3e-4 < WELL_CONDITIONED < 3e-3
     v, d = (48, 4) if DEVICE == "cuda" else (9, 4)
@@ -180,8 +180,8 @@ def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
     """One thread per matrix, several threads per matrix, and other row-tile heights agree.
     Float64 input takes the robust kernel alone, so the comparison sees the kernels, not the
     rounding to float32; float32 input takes both, flagged matrices in other programs."""
+    from geolip.solvers._svd_triton import KernelConfig, Launch, fused_svd_forward, kernel_config
     from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL
-    from geolip.solvers.svd_triton import KernelConfig, Launch, fused_svd_forward, kernel_config
 
     v, d = (20, 5) if DEVICE == "cuda" else (7, 5)
     gen = torch.Generator().manual_seed(5)
@@ -199,7 +199,7 @@ def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
 
 def _fast_kernel_flags(m: torch.Tensor) -> torch.Tensor:
     """The fast forward kernel alone on float32 M: its ill/unsettled flags (B,)."""
-    from geolip.solvers import svd_triton
+    from geolip.solvers import _svd_triton as svd_triton
 
     n, _, d = m.shape
     ill = torch.full((n,), 7, dtype=torch.int8, device=m.device)
@@ -215,7 +215,7 @@ def test_one_sided_sweeps_settle_or_hand_the_matrix_to_the_robust_kernel(
     """D > 8: random matrices settle within ONE_SIDED_MAX_SWEEPS and take the fast path, a zero
     matrix is flagged; with a single sweep allowed, every random matrix is flagged, and the
     robust kernel still returns the float64 reference's decomposition."""
-    from geolip.solvers import svd_triton
+    from geolip.solvers import _svd_triton as svd_triton
 
     one_program_per_kernel(16, monkeypatch)
     v, d = (64, 16) if DEVICE == "cuda" else (18, 16)

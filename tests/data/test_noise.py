@@ -1,4 +1,4 @@
-"""Tests of geolip.producers.noise against the spec §A.11 definitions, the DC bug and H.25."""
+"""Tests of geolip.data.noise against the spec §A.11 definitions, the DC bug and H.25."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategies import gen, seeds
 from torch.nn.functional import interpolate
 
-from geolip.producers.noise import (
+from geolip.data.noise import (
     CALIBRATIONS,
     CURRICULUM_TIERS,
     H2_GROUPS,

@@ -1,5 +1,7 @@
-"""The model card (``README.md``) of a published codebook: Hub metadata, then the quality table
-and the null-model report.
+"""The model cards (``README.md``) geolip generates for the repos it publishes.
+
+A codebook's card: Hub metadata, then the identity table, the quality table and the null-model
+report.
 
 Front matter: ``library_name: geolip``, ``license``, ``tags`` and, when the publisher names the
 Hub repos of the parents (the lineage records parent *ids*, which say nothing about where they
@@ -14,20 +16,35 @@ are published), ``base_model`` with a ``base_model_relation`` read off the linea
 
 A ``geolip`` block repeats the id, K, D, format version and the whole lineage, so the card alone
 says what the repo holds and where it came from.
+
+A producer's card records the sha256 of its config and of its weights as
+:meth:`~geolip.producers.contract.ProducerModule.producer_info` computes them, the same hashes
+every codebook extracted from that model carries in ``meta.producer``.
+
+Both cards are pure functions of their arguments, so re-publishing the same thing re-sends the
+same bytes (and the Hub makes no empty commit).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from geolip.codebook.schema import FORMAT_TAG, FORMAT_VERSION, QualityReport
+from geolip.codebook.schema import (
+    FORMAT_TAG,
+    FORMAT_VERSION,
+    ControlReport,
+    NullReport,
+    QualityReport,
+)
 
 if TYPE_CHECKING:
     from geolip.codebook.core import Codebook
+    from geolip.producers.contract import ProducerModule
 
 DEFAULT_LICENSE = "apache-2.0"
 RELATIONS: Mapping[str, str] = MappingProxyType(
@@ -150,6 +167,19 @@ def _identity(cb: Codebook) -> str:
 def _quality(q: QualityReport | None, source: str, dim: int) -> str:
     if q is None:
         return "## Quality\n\nNo quality report: a single axis has no pairwise statistics.\n"
+    text = (
+        f"## Quality, beside its null\n\nEach statistic next to what random axes give "
+        f"(quality {source}).\n\n"
+        + _table(["statistic", "observed", "reference", "reading"], _quality_rows(q, dim))
+    )
+    text += _null_model(q.null)
+    if q.controls:
+        text += _controls(q.controls)
+    return text
+
+
+def _quality_rows(q: QualityReport, dim: int) -> list[list[object]]:
+    """Each statistic beside its uniform baseline or null, and how to read it."""
     n = q.null
     rows: list[list[object]] = [
         [
@@ -183,36 +213,37 @@ def _quality(q: QualityReport | None, source: str, dim: int) -> str:
                 f"pairs percentile {n.pairs_percentile or 0:.1f}",
             ]
         )
-    text = (
-        f"## Quality, beside its null\n\nEach statistic next to what random axes give "
-        f"(quality {source}).\n\n" + _table(["statistic", "observed", "reference", "reading"], rows)
-    )
+    return rows
+
+
+def _null_model(n: NullReport) -> str:
     drawn = (
         "V uniform random rows per draw, collapsed exactly like the extraction"
         if n.kind == "rows"
         else "K i.i.d. uniform axes of R^D per draw"
     )
-    text += (
+    return (
         f"\n### Null model\n\n{n.n_trials} draws of the i.i.d. null ({drawn}), seed {n.seed}. "
         f"The observed deviation sits at percentile {n.percentile:.1f}, {_reading(n.percentile)}\n"
     )
-    if q.controls:
-        rows = [
-            [
-                c.name,
-                c.n_axes,
-                c.n_pairs,
-                f"{c.deviation:+.4f}",
-                f"{c.null_percentile:.1f}",
-                f"{c.distance_to_observed:.4f}",
-            ]
-            for c in q.controls
+
+
+def _controls(controls: Sequence[ControlReport]) -> str:
+    rows = [
+        [
+            c.name,
+            c.n_axes,
+            c.n_pairs,
+            f"{c.deviation:+.4f}",
+            f"{c.null_percentile:.1f}",
+            f"{c.distance_to_observed:.4f}",
         ]
-        text += "\n### Controls\n\nThe same extraction on the untrained network and on shuffled "
-        text += "pixels.\n\n" + _table(
-            ["control", "axes", "pairs", "deviation", "null percentile", "distance"], rows
-        )
-    return text
+        for c in controls
+    ]
+    text = "\n### Controls\n\nThe same extraction on the untrained network and on shuffled "
+    return text + "pixels.\n\n" + _table(
+        ["control", "axes", "pairs", "deviation", "null percentile", "distance"], rows
+    )
 
 
 def _reading(percentile: float) -> str:
@@ -233,4 +264,56 @@ def _usage(cb: Codebook, repo_id: str) -> str:
         f'assert cb.id == "{cb.id}"\n```\n\n'
         'Pin a commit with `revision="<commit sha>"`; from the shell: '
         f"`geolip codebook pull {repo_id} --out codebook`.\n"
+    )
+
+
+def producer_card(
+    model: ProducerModule,
+    *,
+    repo_id: str,
+    base_model: Sequence[str] = (),
+    license: str = DEFAULT_LICENSE,
+) -> str:
+    """The ``README.md`` of a producer repo: a pure function of the model and the arguments."""
+    cls = type(model)
+    info = model.producer_info()
+    n_params = sum(p.numel() for p in model.parameters())
+    meta: dict[str, object] = {
+        "library_name": "geolip",
+        "license": license,
+        "tags": ["geolip", "producer", info.kind.replace("_", "-")],
+    }
+    if base_model:
+        meta["base_model"] = list(base_model)
+        meta["base_model_relation"] = "finetune"
+    meta["geolip"] = {
+        "model_class": cls.__name__,
+        "kind": info.kind,
+        "preset": info.name,
+        "parameters": n_params,
+        "config_sha256": info.config_sha256,
+        "weights_sha256": info.weights_sha256,
+    }
+    summary = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+    config = json.dumps(model.pretrained_config(), indent=2, sort_keys=True)
+    return "\n".join(
+        [
+            front_matter(meta),
+            f"# {repo_id.split('/')[-1]}\n",
+            f"A geolip producer, `{cls.__name__}`: {summary}\n",
+            "| | |\n|---|---|",
+            f"| class | `{cls.__module__}.{cls.__name__}` |",
+            f"| preset | {info.name or 'none'} |",
+            f"| parameters | {n_params:,} |",
+            f"| config sha256 | `{info.config_sha256}` |",
+            f"| weights sha256 | `{info.weights_sha256}` |\n",
+            "Codebooks extracted from this model carry these two hashes in `meta.producer`.\n",
+            f"## Config\n\n```json\n{config}\n```\n",
+            "## Use\n",
+            f"```python\nfrom {cls.__module__} import {cls.__name__}\n\n"
+            f'model = {cls.__name__}.from_pretrained("{repo_id}")  # verified: file hashes, '
+            "then a strict load\n```\n",
+            'Pin a commit with `revision="<commit sha>"`; from the shell: '
+            f"`geolip model pull {repo_id} --out model`.\n",
+        ]
     )

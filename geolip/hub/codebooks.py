@@ -1,10 +1,10 @@
 """Publish a codebook as a Hugging Face Hub repo and fetch it back, verified.
 
 A codebook repo holds ``codebook.safetensors``, ``codebook.json`` (the artifact, byte for byte as
-:meth:`Codebook.save` writes it) and a generated ``README.md`` card (see ``card.py``). Fetching
+:meth:`Codebook.save` writes it) and a generated ``README.md`` card (see ``cards.py``). Fetching
 checks every file against the Hub's hash, then runs the full verified load (format version,
 shapes, meta hash, recomputed id, unit canonical axes, sidecar) before anything is cached; see
-``hub_files.py`` for the store, pinning and offline use.
+``fetch.py`` and ``store.py`` for the store, pinning and offline use.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geolip.codebook import io
-from geolip.codebook.card import DEFAULT_LICENSE, codebook_card
 from geolip.codebook.core import Codebook
-from geolip.codebook.hub_files import (
-    DEFAULT_TIMEOUT,
-    PublishedCommit,
-    Snapshot,
-    fetch_files,
-    publish_files,
-)
 from geolip.errors import CodebookError, HubIntegrityError
+from geolip.hub.cards import DEFAULT_LICENSE, codebook_card
+from geolip.hub.fetch import fetch_files
+from geolip.hub.store import Snapshot
+from geolip.hub.target import HubTarget
+from geolip.hub.transport import PublishedCommit, publish_files
 
 CARD_FILE = "README.md"
 PUBLISH_NULL_SEED = 0x6875625F
@@ -38,30 +35,25 @@ class FetchedCodebook:
     snapshot: Snapshot
 
 
-def push_to_hub(
+def push_codebook(
     codebook: Codebook,
-    repo_id: str,
-    revision: str | None = None,
-    private: bool = False,
-    token: str | None = None,
-    endpoint: str | None = None,
+    target: HubTarget,
     *,
+    private: bool = False,
     base_model: Sequence[str] = (),
     license: str = DEFAULT_LICENSE,
     commit_message: str | None = None,
     null_trials: int = 300,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> PublishedCommit:
-    """Publish ``codebook`` in one commit on branch ``revision`` (default ``main``).
+    """Publish ``codebook`` in one commit on branch ``target.revision`` (default ``main``).
 
     Args:
+        private: create the repo private (applies only when it is created).
         base_model: Hub repos of the lineage's parents (or of the producer, for an extracted
             codebook); the card names them with the relation that fits the lineage.
         null_trials: a codebook without a stored quality report is assessed for the card with
             this many null draws (a fixed seed, so the card is reproducible); the artifact
             itself is sent unchanged.
-        endpoint: the Hub to talk to; pass it explicitly (huggingface_hub reads HF_ENDPOINT
-            only at import).
 
     Returns:
         The commit; its ``commit`` sha pins this exact upload.
@@ -72,7 +64,7 @@ def push_to_hub(
         source = f"computed at publish time, {null_trials} null draws"
     card = codebook_card(
         codebook,
-        repo_id=repo_id,
+        repo_id=target.repo_id,
         quality=quality,
         quality_source=source,
         base_model=base_model,
@@ -87,35 +79,23 @@ def push_to_hub(
         f"geolip codebook {codebook.name}: K={codebook.size}, D={codebook.dim}, "
         f"id {codebook.id[:12]}"
     )
-    return publish_files(
-        repo_id,
-        files,
-        message=message,
-        revision=revision,
-        private=private,
-        token=token,
-        endpoint=endpoint,
-        timeout=timeout,
-    )
+    return publish_files(target, files, message=message, private=private)
 
 
-def fetch(
-    repo_id: str,
-    revision: str | None = None,
-    endpoint: str | None = None,
+def fetch_codebook(
+    target: HubTarget,
     *,
-    token: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
     expected_id: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> FetchedCodebook:
-    """The codebook of a Hub repo at ``revision`` (branch, tag or commit sha), verified.
+    """The codebook of a Hub repo at ``target.revision`` (branch, tag or commit sha), verified.
 
     Args:
+        cache_dir: geolip's store (default ``geolip._files.cache_dir("hub")``).
+        local_files_only: read geolip's cache only, as with HF_HUB_OFFLINE=1.
         expected_id: refuse the codebook unless its recomputed id is this one: the only check
             that also holds against a repo whose owner published other axes on purpose.
-        local_files_only: read geolip's cache only, as with HF_HUB_OFFLINE=1.
 
     Raises:
         HubUnreachableError, HubNotFoundError (no repo, revision or ``codebook.safetensors``),
@@ -123,6 +103,7 @@ def fetch(
         codebook errors of :meth:`Codebook.load` (e.g. CodebookVersionError naming both format
         versions), located as ``REPO@COMMIT/FILE``.
     """
+    repo_id = target.repo_id
 
     def load(folder: Path, commit: str) -> Codebook:
         try:
@@ -139,16 +120,12 @@ def fetch(
         return cb
 
     snapshot, cb = fetch_files(
-        repo_id,
+        target,
         load,
         kind="codebook",
         required=(io.TENSOR_FILE,),
         optional=(io.META_FILE, CARD_FILE),
-        revision=revision,
-        endpoint=endpoint,
-        token=token,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
-        timeout=timeout,
     )
     return FetchedCodebook(codebook=cb, snapshot=snapshot)

@@ -1,0 +1,162 @@
+"""The producer contract: what every model that emits codebook rows promises downstream.
+
+Extraction, features, OOD scores, the tokenizer and editing read a producer only through
+:class:`Producer`; nothing downstream guesses attributes. A model family implements it
+explicitly, usually by subclassing :class:`ProducerModule` (which supplies identity, device and
+:meth:`~ProducerModule.frozen`) and declaring its :class:`Geometry` and ``encode_rows``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import torch
+
+from geolip.codebook import ProducerInfo
+from geolip.producers.pretrained import PretrainedModule
+
+TokenKind = Literal["image_patches", "tokens"]
+P = TypeVar("P", bound="ProducerModule")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The shape of a producer's rows.
+
+    Attributes:
+        D: ambient dimension; every row lies on S^(D−1).
+        rows_per_token: V, rows emitted for each token (patch).
+        channels: image channels the producer takes (``tokens`` producers: 0).
+        patch_size: patch side in pixels for ``image_patches`` producers, else ``None``.
+        token_kind: ``"image_patches"`` (images (B, C, H, W) → raster patches) or ``"tokens"``
+            (sequences (B, T, F) → one token each).
+    """
+
+    D: int
+    rows_per_token: int
+    channels: int
+    patch_size: int | None
+    token_kind: TokenKind = "image_patches"
+
+    def __post_init__(self) -> None:
+        if self.D < 2 or self.rows_per_token < 1:
+            raise ValueError(f"need D ≥ 2 and rows_per_token ≥ 1, got {self}")
+        if (self.token_kind == "image_patches") != (self.patch_size is not None):
+            raise ValueError("patch_size is set exactly for image_patches producers")
+
+
+@runtime_checkable
+class Producer(Protocol):
+    """A model whose ``encode_rows`` maps inputs to unit rows M (B, P, V, D)."""
+
+    @property
+    def geometry(self) -> Geometry: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def producer_id(self) -> str: ...
+
+    def producer_info(self) -> ProducerInfo: ...
+
+    def encode_rows(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def untrained_twin(self, seed: int) -> Producer: ...
+
+    def frozen(self) -> AbstractContextManager[Any]: ...
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    """A producer with a decode path: inputs → rows → inputs again (an autoencoder)."""
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def require_reconstructor(producer: object, purpose: str) -> Reconstructor:
+    """``producer`` as a :class:`Reconstructor`, or a TypeError naming ``purpose``."""
+    if not isinstance(producer, Reconstructor):
+        raise TypeError(f"{purpose} needs a producer with a decode path; "
+                        f"{type(producer).__name__} has none")
+    return producer
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """What :class:`geolip.producers.train.Trainer` needs of a model: ``forward(x)`` → a dict
+    with ``recon`` (x's shape), ``S`` and ``S_orig`` (…, D) spectra; the cross-attention α
+    vectors it logs; the ``config.json`` document its checkpoints carry."""
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def attention_alphas(self) -> list[torch.Tensor]: ...
+
+    def pretrained_config(self) -> dict[str, Any]: ...
+
+
+class ProducerModule(PretrainedModule):
+    """Base of the producer families: an ``nn.Module`` with a pydantic ``config`` and an
+    optional ``preset`` name. Subclasses that emit rows add ``geometry`` and ``encode_rows``
+    and so satisfy :class:`Producer`; this base supplies the rest.
+    """
+
+    config: Any
+    preset: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter (CPU for a parameter-free producer)."""
+        first = next(self.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def producer_info(self) -> ProducerInfo:
+        """Kind, preset name, sha256 of the canonical config and of the weights (sorted
+        state dict, float32 bytes): the same weights give the same hashes on any device."""
+        config = self.config.model_dump(mode="json")
+        text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().float().numpy().tobytes())
+        kind = "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in type(self).__name__)
+        return ProducerInfo(
+            kind=kind.lstrip("_"),
+            name=self.preset,
+            config_sha256=hashlib.sha256(text.encode()).hexdigest(),
+            weights_sha256=h.hexdigest(),
+        )
+
+    @property
+    def producer_id(self) -> str:
+        """sha256 of (kind, config hash, weights hash): changes with the class, config or any
+        weight, not with the preset name. Feature caches and heads are keyed by it."""
+        info = self.producer_info()
+        parts = [info.kind, info.config_sha256, info.weights_sha256]
+        return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
+
+    def untrained_twin(self: P, seed: int) -> P:
+        """The same class and config freshly initialised under ``seed``, on the same device, in
+        eval mode; the global RNG is left untouched."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            twin = type(self)(self.config)
+        twin.preset = self.preset
+        return twin.to(self.device).eval()
+
+    @contextmanager
+    def frozen(self: P) -> Iterator[P]:
+        """Inference: eval mode and no autograd inside; the previous mode is restored after,
+        also when the body raises."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield self
+        finally:
+            self.train(was_training)

@@ -1,0 +1,185 @@
+"""One preset table: name → (model class and config, training recipe).
+
+``geolip train sphere-solver --preset NAME``, :func:`run_quickstart` and the Python API all go
+through :func:`build` and :func:`train_preset`. A new producer family registers its presets
+here with :func:`register_preset`; nothing else needs to know its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel
+
+from geolip.producers.contract import ProducerModule
+from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
+from geolip.producers.train import TrainConfig, Trainer, maybe_init_distributed
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model and the recipe it is trained with.
+
+    Attributes:
+        name: what users type after ``--preset``.
+        model_class: the producer family; built as ``model_class(model)``.
+        model: its frozen pydantic config.
+        train: :class:`TrainConfig` fields (lr, batch, epochs, noises, ...).
+        note: where the preset comes from, one line.
+    """
+
+    name: str
+    model_class: type[ProducerModule]
+    model: BaseModel
+    train: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+_PRESETS: dict[str, Preset] = {}
+PRESETS: Mapping[str, Preset] = MappingProxyType(_PRESETS)
+"""Read-only view of every registered preset, in registration order."""
+
+
+def register_preset(preset: Preset) -> Preset:
+    """Add ``preset`` to the table; a name already taken is refused."""
+    if preset.name in _PRESETS:
+        raise ValueError(f"preset {preset.name!r} is already registered")
+    TrainConfig(**preset.train)  # a recipe that cannot train is refused now, not at run time
+    _PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name raises ValueError listing the known ones."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(_PRESETS)}")
+    return _PRESETS[name]
+
+
+def build(name: str, seed: int | None = None, **model_overrides: Any) -> ProducerModule:
+    """A freshly initialised producer of preset ``name``, config fields overridden.
+
+    Args:
+        seed: initialise under ``torch.manual_seed(seed)`` without touching the global RNG;
+            ``None`` draws from the global RNG.
+
+    Raises:
+        ValueError: unknown preset, or overrides the model config refuses (pydantic names the
+            field).
+    """
+    preset = get_preset(name)
+    config = type(preset.model)(**{**preset.model.model_dump(), **model_overrides})
+    if seed is None:
+        return _instantiate(preset, config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _instantiate(preset, config)
+
+
+def _instantiate(preset: Preset, config: BaseModel) -> ProducerModule:
+    model = preset.model_class(config)
+    model.preset = preset.name
+    return model
+
+
+def train_config(name: str, **overrides: Any) -> TrainConfig:
+    """The recipe of preset ``name`` with ``overrides`` applied (pydantic-validated)."""
+    return TrainConfig(**{**get_preset(name).train, **overrides})
+
+
+def train_preset(
+    name: str,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+    model_overrides: Mapping[str, Any] | None = None,
+    announce: Callable[[str], object] | None = None,
+    **train_overrides: Any,
+) -> Trainer:
+    """Build preset ``name`` under ``seed``, train it into ``out`` and return the trainer
+    (its ``model``, ``history``, ``best_mse``; checkpoints ``out/latest``, ``out/best``).
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the process group is joined first, each rank takes its
+    own CUDA device, and the group is left again when training ends. ``announce`` receives
+    one line (parameters, epochs, steps, batch, device) before the first step.
+    """
+    config = train_config(name, seed=seed, **train_overrides)
+    model = build(name, seed=seed, **dict(model_overrides or {}))
+    already = dist.is_available() and dist.is_initialized()
+    joined = maybe_init_distributed() and not already
+    if dist.is_available() and dist.is_initialized() and device.startswith("cuda"):
+        device = f"cuda:{torch.cuda.current_device()}"
+    trainer = Trainer(model, config, out, device=device, resume=resume)
+    if announce is not None:
+        n_params = sum(p.numel() for p in model.parameters())
+        announce(
+            f"{name}: {n_params:,} parameters, {config.epochs} epochs of "
+            f"{config.steps_per_epoch} steps × {config.batch_size} images on {device}"
+        )
+    try:
+        trainer.fit(progress=progress and trainer.rank == 0)
+    finally:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()
+    return trainer
+
+
+# ------------------------------------------------------------------------------ the table
+_H2_RECIPE = {  # h2_64_single: gaussian only, 200K samples per epoch
+    "batch_size": 128,
+    "lr": 1e-3,
+    "epochs": 20,
+    "steps_per_epoch": 1563,
+    "noises": ("gaussian",),
+}
+_H2_MODEL = {"V": 32, "D": 4, "patch_size": 4, "hidden": 64, "smooth_mid": 16, "readout": "linear"}
+
+for _preset in (
+    Preset(
+        "fresnel",
+        SphereSolver,
+        SphereSolverConfig(
+            V=256, D=16, patch_size=16, hidden=768, depth=4, n_cross=2, smooth_mid=16
+        ),
+        {"batch_size": 512, "lr": 3e-4, "epochs": 300, "steps_per_epoch": 977},
+        "johanna_tiny (Fresnel geometry on noise), 500K samples an epoch; 16,942,419 parameters",
+    ),
+    Preset(
+        "freckles",
+        SphereSolver,
+        SphereSolverConfig(V=48, D=4, patch_size=4, hidden=384, depth=4, n_cross=2, smooth_mid=8),
+        {"batch_size": 256, "lr": 1e-4, "epochs": 100, "steps_per_epoch": 1953},
+        "freckles_64 → v40, 16 noises, 500K samples an epoch; 2,557,539 parameters",
+    ),
+    Preset(
+        "h2",
+        SphereSolver,
+        SphereSolverConfig(**_H2_MODEL, depth=1, n_cross=1, n_heads=4),
+        _H2_RECIPE,
+        "H2 linear-matched readout with one cross-attention layer; 57,215 parameters",
+    ),
+    Preset(
+        "h2a",
+        SphereSolver,
+        SphereSolverConfig(**_H2_MODEL, depth=0, n_cross=0),
+        _H2_RECIPE,
+        "H2 ablation without residual blocks or cross-attention; 40,227 parameters",
+    ),
+    Preset(
+        "p_class",
+        SphereSolver,
+        SphereSolverConfig(**{**_H2_MODEL, "D": 3}, depth=0, n_cross=0),
+        _H2_RECIPE,
+        "the H2 ablation at D = 3; 28,899 parameters",
+    ),
+):
+    register_preset(_preset)
