@@ -131,3 +131,20 @@ class DatasetError(GeolipError, ValueError):
 class IncompatibleInputError(GeolipError, ValueError):
     """Inputs that cannot go together: images a producer cannot take, a codebook whose D is not
     the producer's, features a head was not trained on. Raised before any work starts."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a whole step; ``latest/`` was saved at that step.
+
+    Still a ``KeyboardInterrupt``, so code that does not know it stops as before.
+
+    Attributes:
+        step, epoch: the counters saved in the checkpoint.
+        path: the ``latest/`` folder written, or ``None`` when nothing could be saved.
+    """
+
+    def __init__(self, message: str, step: int, epoch: int, path: Path | None) -> None:
+        self.step = step
+        self.epoch = epoch
+        self.path = path
+        super().__init__(message)

@@ -28,7 +28,11 @@ def _file_with_header_length(target: int, tensor: torch.Tensor) -> bytes:
     raise AssertionError(f"no note length gives a header of {target} bytes")
 
 
-@pytest.mark.parametrize("target", [640, 896, 1152, 1408])
+@pytest.mark.parametrize(
+    # each longer header costs a longer search for its note: `-m "not slow"` keeps the first
+    "target",
+    [640, *(pytest.param(n, marks=pytest.mark.slow) for n in (896, 1152, 1408))],
+)
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3), seed=st.integers(0, 99))
 def test_headers_that_look_like_pickle_opcodes_read(
     tmp_path_factory: pytest.TempPathFactory, target: int, shape: list[int], seed: int

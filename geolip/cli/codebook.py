@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.outputs import claim_output
 
 if TYPE_CHECKING:
     from geolip.codebook import Codebook
@@ -21,12 +22,23 @@ NULL_TRIALS = typer.Option(300, "--null-trials", min=10, help="Trials of the i.i
 TOL = typer.Option(5.0, "--tol-deg", min=0.0, help="Projective angle (deg) that counts as equal.")
 NULL_SEED_SALT = 0x6E756C6C
 NO_ALIGN = typer.Option(False, "--no-align", help="Assume both codebooks share one frame.")
+COUNT_NULL_TRIALS = typer.Option(
+    8,
+    "--null-trials",
+    min=0,
+    help="Random codebooks behind the expected count (0: none; each costs one alignment).",
+)
+FORCE = typer.Option(False, "--force", help="Overwrite an existing --out.")
 
 
 def _load(path: Path) -> Codebook:
     from geolip.codebook import Codebook
 
     return Codebook.load(path)
+
+
+def _trials(null: dict[str, Any]) -> dict[str, Any]:
+    return {"n_trials": null["n_trials"], "seed": null["seed"]}
 
 
 def summary(cb: Codebook, null_trials: int = 300, path: Path | None = None) -> dict[str, Any]:
@@ -54,7 +66,21 @@ def summary(cb: Codebook, null_trials: int = 300, path: Path | None = None) -> d
     }
 
 
-def _write_derived(derived: Codebook, base: Codebook, out: Path, verb: str) -> None:
+def _count_null(
+    a: Codebook, k_b: int, tol_deg: float, align: bool, null_trials: int
+) -> dict[str, Any] | None:
+    """diff/merge counts for an i.i.d. second codebook of the same K, D (None for 0 trials)."""
+    if null_trials == 0:
+        return None
+    from geolip.codebook.algebra import novel_count_null
+
+    with output.status(f"counting against {null_trials} i.i.d. codebooks"):
+        return novel_count_null(a, k_b, tol_deg=tol_deg, align=align, n_trials=max(2, null_trials))
+
+
+def _write_derived(
+    derived: Codebook, base: Codebook, out: Path, verb: str, extra: dict[str, Any] | None = None
+) -> None:
     """Save a codebook made from ``base`` and report what was added and from where."""
     derived.save(out)
     output.log(f"wrote {out}")
@@ -65,6 +91,7 @@ def _write_derived(derived: Codebook, base: Codebook, out: Path, verb: str) -> N
         "added": derived.size - base.size,
         "lineage": derived.meta.lineage.model_dump(mode="json"),
         "path": str(out),
+        **(extra or {}),
     }
     output.emit(doc, f"{verb} {derived.id[:12]}")
 
@@ -77,10 +104,12 @@ def random(
     seed: int = typer.Option(0, "--seed", help="Seed of the Gaussian rows."),
     name: str = typer.Option("", "--name", help="Name; default random-K<k>-D<d>-s<seed>."),
     null_trials: int = NULL_TRIALS,
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
     """Write an i.i.d. null codebook: K uniform random axes of R^D."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     from geolip.codebook import Codebook
 
     cb = Codebook.random(k, d, seed=seed, name=name or None)
@@ -140,13 +169,41 @@ def merge(
     tol_deg: float = TOL,
     no_align: bool = NO_ALIGN,
     name: str = typer.Option("", "--name"),
+    null_trials: int = COUNT_NULL_TRIALS,
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Union after alignment: FIRST's axes, then SECOND's axes not within --tol-deg of them."""
+    """Union after alignment: FIRST's axes, then SECOND's axes not within --tol-deg of them.
+
+    Beside the count added, the count expected when SECOND is K' i.i.d. axes (``added_null``);
+    a warning on stderr when no more axes align as inliers than for i.i.d. codebooks (at or
+    below the null's 95th percentile): the merge proceeds, but the codebooks look unrelated.
+    """
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     a, b = _load(first), _load(second)
     merged = a.merge(b, tol_deg=tol_deg, align=not no_align, name=name or None)
-    _write_derived(merged, a, out, "merged")
+    null = _count_null(a, b.size, tol_deg, not no_align, null_trials)
+    params = merged.meta.lineage.parameters
+    extra: dict[str, Any] = {"added_null": None, "unrelated": None}
+    if null is not None:
+        extra["added_null"] = {"mean": null["merge_mean"], "sd": null["merge_sd"], **_trials(null)}
+        if not no_align:
+            extra["inliers_null"] = {
+                "mean": null["inliers_mean"],
+                "sd": null["inliers_sd"],
+                "p95": null["inliers_p95"],
+                **_trials(null),
+            }
+            extra["unrelated"] = params["inliers"] <= null["inliers_p95"]
+            if extra["unrelated"]:
+                output.log(
+                    f"[yellow]warning[/] the codebooks look unrelated: {params['inliers']} of "
+                    f"{params['matched']} matched axes are alignment inliers, no more than for "
+                    f"i.i.d. codebooks (null mean {null['inliers_mean']:.1f}, "
+                    f"95th percentile {null['inliers_p95']:.1f}); merging anyway"
+                )
+    _write_derived(merged, a, out, "merged", extra)
 
 
 @codebook_app.command()
@@ -156,21 +213,38 @@ def diff(
     tol_deg: float = TOL,
     no_align: bool = NO_ALIGN,
     out: Path | None = typer.Option(None, "--out", help="Write the unmatched axes as a codebook."),
+    null_trials: int = COUNT_NULL_TRIALS,
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Axes of FIRST with no partner within --tol-deg in SECOND (after alignment)."""
+    """Axes of FIRST with no partner within --tol-deg in SECOND (after alignment), beside the
+    count expected when SECOND is K' i.i.d. axes (``count_null``)."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     a, b = _load(first), _load(second)
     d = a.diff(b, tol_deg=tol_deg, align=not no_align)
+    null = _count_null(a, b.size, tol_deg, not no_align, null_trials)
+    count_null = (
+        None
+        if null is None
+        else {"mean": null["diff_mean"], "sd": null["diff_sd"], **_trials(null)}
+    )
     if out is not None and d.codebook is not None:
         d.codebook.save(out)
         output.log(f"wrote {out}")
     if not json_out:
         rows = [[i, g] for i, g in zip(d.indices.tolist(), d.angles_deg.tolist(), strict=True)]
-        output.emit_rows(["index", "nearest angle (deg)"], rows, f"{len(d)} axes without a partner")
+        expected = (
+            ""
+            if count_null is None
+            else f" (i.i.d. codebook: {count_null['mean']:.1f} ± {count_null['sd']:.1f})"
+        )
+        title = f"{len(d)} axes without a partner{expected}"
+        output.emit_rows(["index", "nearest angle (deg)"], rows, title)
         return
     doc = {
         "count": len(d),
+        "count_null": count_null,
         "tol_deg": tol_deg,
         "indices": d.indices.tolist(),
         "angles_deg": d.angles_deg.tolist(),
@@ -185,10 +259,12 @@ def extend(
     axes: Path = typer.Option(..., "--axes", help="Codebook artifact or .npy (K, D) of new axes."),
     out: Path = typer.Option(..., "--out"),
     name: str = typer.Option("", "--name"),
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
     """Append axes after BASE's; existing indices never move."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     cb = _load(base)
     if axes.suffix == ".npy":
         import numpy as np
@@ -210,11 +286,20 @@ def align(
         16, "--null-trials", min=0, help="Random pairs for the z-score."
     ),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Projective alignment with unknown correspondence and signs, with a null z-score."""
+    """Projective alignment with unknown correspondence and signs, with a null z-score.
+
+    ``verdict``: "aligned beyond chance" when z ≤ −3 (three null sds below the mean residual
+    of aligning i.i.d. codebooks of the same shapes), else "indistinguishable from random".
+    The RMS chordal distance is placed in the same null alignments (``distance_null_*``).
+    """
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     import torch
+
+    from geolip.solvers.alignment import ALIGNED_Z
 
     ref, mov = _load(reference), _load(moving)
     with output.status(f"aligning, then {null_trials} null alignments for the z-score"):
@@ -230,8 +315,14 @@ def align(
         "max_residual_deg": float(res.residual_deg.max()),
         "rms_chordal": res.rms_chordal,
         "z_score": res.z_score,
+        "verdict": res.verdict,
+        "verdict_threshold_z": ALIGNED_Z,
         "null_mean_deg": res.null_mean_deg,
         "null_std_deg": res.null_std_deg,
+        "distance_null_mean": res.null_distance_mean,
+        "distance_null_sd": res.null_distance_std,
+        "distance_z": res.distance_z,
+        "distance_percentile": res.distance_percentile,
         "rotation_distance_from_identity": float((res.rotation - eye).norm()),
         "det": round(float(torch.linalg.det(res.rotation))),
         "rotation": res.rotation.tolist(),

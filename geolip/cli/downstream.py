@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.outputs import claim_output
 
 JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 PRODUCER = typer.Argument(..., help="Checkpoint folder, upstream file or pretrained:NAME.")
@@ -105,10 +106,12 @@ def classify_train(
     batch_size: int = BATCH,
     cache_dir: Path | None = CACHE,
     no_cache: bool = NO_CACHE,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     json_out: bool = JSON,
 ) -> None:
     """Train a head on frozen features of one dataset; optionally evaluate it on others."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="file", force=force)
     from geolip.downstream.classify import save_head, train_head
 
     producer, cb = _load(source, codebook)
@@ -180,10 +183,21 @@ def ood_score(
     dataset: str = DATASET,
     null_trials: int = typer.Option(16, "--null-trials", min=0, help="0, or >= 2."),
     per_image: bool = typer.Option(False, "--per-image", help="Also list every image's distance."),
+    id_dataset: str = typer.Option(
+        "",
+        "--id-dataset",
+        help="In-distribution data: split into batches of the scored size, they give the null "
+        "the score is placed in (batch.id_percentile).",
+    ),
     batch_size: int = BATCH,
     json_out: bool = JSON,
 ) -> None:
-    """Validity of a dataset: its own codebook's distance to the reference, with the null z."""
+    """Validity of a dataset: its own codebook's distance to the reference, with two nulls.
+
+    ``batch.z_score`` is against i.i.d. random codebooks (every real input beats it, in- or
+    out-of-distribution); with --id-dataset, ``batch.id_percentile`` places the distance among
+    held-out in-distribution batches of the same size (near 100: out of distribution).
+    """
     output.set_json_mode(json_out)
     from dataclasses import asdict
 
@@ -193,12 +207,16 @@ def ood_score(
     producer, cb = _load(source, codebook)
     data = open_dataset(dataset)
     engine = ValidityScorer(producer, cb, null_trials=null_trials, batch_size=batch_size)
+    if id_dataset:
+        with output.status("distances of in-distribution batches"):
+            engine = engine.calibrate_batches(open_dataset(id_dataset), len(data))
     with output.status("input codebook, alignment and null"):
         validity = engine.validity_score(data)
         distances = engine.image_distances(data)
     q = distances.quantile(distances.new_tensor([0.05, 0.5, 0.95])).tolist()
     doc: dict[str, Any] = {
         "dataset": dataset,
+        "id_dataset": id_dataset or None,
         "batch": asdict(validity),
         "per_image": {"mean": distances.mean().item(), "p5": q[0], "median": q[1], "p95": q[2]},
     }

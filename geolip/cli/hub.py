@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.outputs import claim_output
 
 if TYPE_CHECKING:
     from geolip.hub import HubTarget, PublishedCommit, Snapshot
@@ -18,6 +19,7 @@ model_app = typer.Typer(
 )
 
 JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
+FORCE = typer.Option(False, "--force", help="Overwrite an existing --out.")
 REVISION = typer.Option(None, "--revision", help="Branch to push to (default main).")
 PIN = typer.Option(None, "--revision", help="Branch, tag or commit sha (default main).")
 PRIVATE = typer.Option(False, "--private", help="Create the repo private (new repos only).")
@@ -110,10 +112,12 @@ def codebook_pull(
         None, "--expect-id", help="Refuse unless the codebook has this id."
     ),
     cache_dir: Path | None = CACHE,
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
     """Fetch a codebook, verify it (file hashes, then the id), write it to --out."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     from geolip.hub import fetch_codebook
 
     target = _target(repo_id, revision, endpoint, token)
@@ -173,10 +177,12 @@ def model_pull(
     endpoint: str | None = ENDPOINT,
     token: str | None = TOKEN,
     cache_dir: Path | None = CACHE,
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
     """Fetch a producer, verify it (file hashes, then a strict load), write it to --out."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="folder", force=force)
     from geolip.hub import download_pretrained
     from geolip.producers.loading import load_folder
 

@@ -9,6 +9,10 @@ from typing import Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.outputs import claim_output
+from geolip.errors import TrainingInterrupted
+
+EXIT_INTERRUPTED = 130
 
 train_app = typer.Typer(help="Train producers (models that emit codebooks).", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
@@ -26,15 +30,28 @@ def train_sphere_solver(
     img_size: int | None = typer.Option(None, "--img-size", min=1),
     lr: float | None = typer.Option(None, "--lr"),
     save_every: int | None = typer.Option(None, "--save-every", min=0, help="Steps."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Default 0 (on --resume: the checkpoint's)."
+    ),
     noises: str | None = typer.Option(None, "--noises", help="Comma-separated noise names."),
     model_json: str = typer.Option("{}", "--model", help="JSON overrides of the model config."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/latest exactly."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue from OUT/latest exactly (a larger --epochs extends the run).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Start over in an OUT that already holds a run."
+    ),
     json_out: bool = JSON,
 ) -> None:
-    """Train a sphere-solver on the noise curriculum (torchrun-ready: DDP when WORLD_SIZE>1)."""
+    """Train a sphere-solver on the noise curriculum (torchrun-ready: DDP when WORLD_SIZE>1).
+
+    An OUT that already holds files is refused unless --resume (continue) or --force (start
+    over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="folder", force=force, resume=resume)
     from geolip.producers.presets import train_preset
 
     overrides: dict[str, Any] = {
@@ -51,17 +68,32 @@ def train_sphere_solver(
     }
     if noises:
         overrides["noises"] = tuple(n.strip() for n in noises.split(","))
-    trainer = train_preset(
-        preset,
-        out,
-        seed=seed,
-        device=device,
-        resume=resume,
-        progress=not json_out,
-        model_overrides=json.loads(model_json),
-        announce=output.log,
-        **overrides,
-    )
+    try:
+        trainer = train_preset(
+            preset,
+            out,
+            seed=seed,
+            device=device,
+            resume=resume,
+            progress=not json_out,
+            model_overrides=json.loads(model_json),
+            announce=output.log,
+            **overrides,
+        )
+    except TrainingInterrupted as stop:
+        command = f"geolip train sphere-solver --preset {preset} --out {out} --resume"
+        if device != "cpu":
+            command += f" --device {device}"
+        output.fail(
+            TrainingInterrupted(
+                f"interrupted at step {stop.step} (epoch {stop.epoch}); saved {stop.path}; "
+                f"resume with: {command}",
+                stop.step,
+                stop.epoch,
+                stop.path,
+            ),
+            EXIT_INTERRUPTED,
+        )
     if trainer.rank == 0:
         _emit_training(trainer, out)
 
@@ -87,10 +119,12 @@ def extract(
     seed: int = typer.Option(0, "--seed"),
     aggregation: str = typer.Option("mean", "--aggregation", help="mean or median."),
     null_trials: int = typer.Option(300, "--null-trials", min=10),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
     json_out: bool = JSON,
 ) -> None:
     """Extract a producer's codebook with the i.i.d. null and both controls."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="artifact", force=force)
     from geolip.cli.codebook import summary
     from geolip.producers.extract import extract_codebook
     from geolip.producers.loading import load_producer, require_producer
@@ -114,15 +148,19 @@ def extract(
 def quickstart(
     out: Path = typer.Option(Path("geolip-quickstart"), "--out", help="Output folder."),
     seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(
+        False, "--force", help="Replace what an earlier quickstart wrote in a non-empty --out."
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Train a small sphere-solver on 16 noises, extract its codebook beside three nulls,
     save the artifact and a picture (≤ 3 minutes on 2 CPU cores)."""
     output.set_json_mode(json_out)
+    claim_output(out, kind="folder", force=force)
     from geolip.cli.codebook import summary
     from geolip.producers.quickstart import run_quickstart
 
-    result = run_quickstart(out, seed=seed, progress=not json_out)
+    result = run_quickstart(out, seed=seed, progress=not json_out, force=force)
     doc = summary(result.codebook, path=result.codebook_path)
     doc["picture"] = str(result.picture_path)
     doc["checkpoint"] = str(result.checkpoint_path)

@@ -13,6 +13,7 @@ import torch
 
 from geolip.codebook.schema import Lineage
 from geolip.errors import IncompatibleCodebooksError
+from geolip.solvers.alignment import align_projective
 from geolip.solvers.projective import projective_angle
 
 if TYPE_CHECKING:
@@ -219,3 +220,49 @@ def extend(a: Codebook, new: Any, *, name: str | None = None) -> Codebook:
         added=int(rows.shape[0]),
         min_angle_to_existing_deg=float(nearest.min()),
     )
+
+
+def novel_count_null(
+    a: Codebook,
+    k_b: int,
+    *,
+    tol_deg: float = 5.0,
+    align: bool = True,
+    n_trials: int = 16,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What :func:`diff` and :func:`merge` count when the second codebook is i.i.d. noise.
+
+    Each trial draws K_b i.i.d. uniform axes of a's D (one seeded generator), moves them into
+    a's frame as the operations do (aligned unless ``align`` is false) and counts a's axes
+    without a partner within ``tol_deg`` (``diff``), the random axes farther than ``tol_deg``
+    from every axis of a (``merge``'s ``added``) and, when aligned, the alignment inliers.
+
+    Returns:
+        ``{"n_trials", "seed", "diff_mean", "diff_sd", "merge_mean", "merge_sd",
+        "inliers_mean", "inliers_sd", "inliers_p95"}`` (inlier entries ``None`` unaligned).
+    """
+    if n_trials < 2:
+        raise ValueError(f"n_trials must be >= 2, got {n_trials}")
+    gen = torch.Generator().manual_seed(seed)
+    base = a.axes.double()
+    counts: dict[str, list[float]] = {"diff": [], "merge": [], "inliers": []}
+    for _ in range(n_trials):
+        rows = torch.randn(k_b, a.dim, generator=gen, dtype=torch.float64)
+        b = rows / rows.norm(dim=1, keepdim=True)
+        if align:
+            res = align_projective(base, b, null_trials=0, seed=seed)
+            b = b @ res.rotation
+            counts["inliers"].append(float(res.inliers.sum()))
+        counts["diff"].append(float((_nearest_deg(base, b) > tol_deg).sum()))
+        counts["merge"].append(float((_nearest_deg(b, base) > tol_deg).sum()))
+    out: dict[str, Any] = {"n_trials": n_trials, "seed": seed}
+    for key, values in counts.items():
+        t = torch.tensor(values, dtype=torch.float64)
+        if not values:
+            out.update({f"{key}_mean": None, f"{key}_sd": None})
+            continue
+        out.update({f"{key}_mean": t.mean().item(), f"{key}_sd": t.std().item()})
+    inl = counts["inliers"]
+    out["inliers_p95"] = float(torch.tensor(inl).quantile(0.95)) if inl else None
+    return out

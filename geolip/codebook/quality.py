@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from geolip.codebook.core import Codebook
 
 
-_ERANK_NULL_TRIALS = 32
+_ERANK_NULL_MIN_TRIALS = 32
 
 
 def _random_axes(k: int, dim: int, trials: int, seed: int) -> torch.Tensor:
@@ -30,8 +30,18 @@ def _random_axes(k: int, dim: int, trials: int, seed: int) -> torch.Tensor:
     return rows / rows.norm(dim=-1, keepdim=True)
 
 
+def _percentile(value: float, null: torch.Tensor) -> float:
+    """Mid-rank percentile of ``value`` among ``null``, in [0, 100]."""
+    below = int((null < value).sum())
+    ties = int((null == value).sum())
+    return 100.0 * (below + 0.5 * ties) / null.numel()
+
+
 def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> QualityReport:
     """Mean projective angle, deviation, statute and effective rank, with the null percentile.
+
+    The effective rank is placed among ``max(32, null_trials)`` codebooks of K i.i.d. uniform
+    axes of the same D (mean, sd, percentile).
 
     The null is "rows" (V random rows collapsed with the same pair threshold) when the meta
     records an extraction, else "axes" (K random axes): the i.i.d. model that reproduces the
@@ -71,7 +81,11 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
         pairs_percentile=null.percentile(ext.n_pairs, "pairs") if ext is not None else None,
     )
     sv = torch.linalg.svdvals(cb.axes.double())
-    null_sv = torch.linalg.svdvals(_random_axes(cb.size, cb.dim, _ERANK_NULL_TRIALS, seed))
+    erank = float(effective_rank(sv))
+    # one SVD of a K×D matrix per null codebook: cheap, so as many as the deviation null
+    erank_trials = max(_ERANK_NULL_MIN_TRIALS, null_trials)
+    null_sv = torch.linalg.svdvals(_random_axes(cb.size, cb.dim, erank_trials, seed))
+    null_erank = effective_rank(null_sv)
     return QualityReport(
         mean_projective_angle=angle,
         mean_angle_method=method,
@@ -82,7 +96,10 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
         clean=report.clean,
         pair_fraction=report.pair_fraction,
         pair_fraction_rows=report.pair_fraction_rows,
-        effective_rank=float(effective_rank(sv)),
-        effective_rank_null_mean=float(effective_rank(null_sv).mean()),
+        effective_rank=erank,
+        effective_rank_null_mean=float(null_erank.mean()),
+        effective_rank_null_sd=float(null_erank.std()),
+        effective_rank_null_trials=erank_trials,
+        effective_rank_percentile=_percentile(erank, null_erank),
         null=null_report,
     )

@@ -61,10 +61,14 @@ class NullReport(_Model):
     pairs_percentile: float | None = None
 
 
-class ControlReport(_Model):
-    """The same extraction run on a control: the untrained network, or shuffled calibration."""
+ControlName = Literal["untrained", "shuffled_calibration", "other_calibration", "constant_input"]
 
-    name: Literal["untrained", "shuffled_calibration"]
+
+class ControlReport(_Model):
+    """The same extraction run on a control: the untrained network, calibration from another
+    noise family, all-zero images, or spatially shuffled calibration."""
+
+    name: ControlName
     description: str
     n_axes: int = Field(ge=1)
     n_pairs: int = Field(ge=0)
@@ -72,6 +76,24 @@ class ControlReport(_Model):
     statute: Literal["degenerate", "uniform", "polytope", "unclassified"]
     null_percentile: float = Field(ge=0, le=100, description="control deviation in the i.i.d. null")
     distance_to_observed: float = Field(description="RMS chordal residual after alignment")
+    distance_null_mean: float | None = Field(
+        default=None, description="mean distance between i.i.d. codebooks of the same K, D"
+    )
+    distance_null_sd: float | None = Field(default=None, description="sd of that null")
+    distance_null_trials: int | None = Field(default=None, description="pairs in that null")
+    distance_z: float | None = Field(
+        default=None, description="(distance_to_observed - null mean) / null sd"
+    )
+    distance_percentile: float | None = Field(
+        default=None, ge=0, le=100, description="percentile of distance_to_observed in the null"
+    )
+
+
+class SkippedControl(_Model):
+    """A control that was not run because it could not differ from the observed input."""
+
+    name: ControlName
+    reason: str
 
 
 class QualityReport(_Model):
@@ -88,9 +110,19 @@ class QualityReport(_Model):
     pair_fraction_rows: float | None = Field(default=None, description="2 n_pairs / V")
     effective_rank: float = Field(description="effective rank of the axes' singular values")
     effective_rank_null_mean: float = Field(description="same for K i.i.d. uniform axes")
+    effective_rank_null_sd: float | None = Field(
+        default=None, description="sd of the effective rank over those null codebooks"
+    )
+    effective_rank_null_trials: int | None = Field(default=None, description="null codebooks")
+    effective_rank_percentile: float | None = Field(
+        default=None, ge=0, le=100, description="percentile of effective_rank in that null"
+    )
     null: NullReport
     controls: list[ControlReport] = Field(
         default_factory=list, description="extraction controls (extracted codebooks only)"
+    )
+    controls_skipped: list[SkippedControl] = Field(
+        default_factory=list, description="controls not run, each with the reason"
     )
 
 

@@ -184,26 +184,26 @@ _NOISE_SIZE = "side in pixels the noise is drawn at"
 _NOISE_SEED = "chunk c of 16 images is drawn from seed·1,000,003 + c"
 
 
-class NoiseOptions(SpecOptions):
+class _DrawnNoiseOptions(SpecOptions):
+    """Options every drawn noise family shares (``noise`` and ``ood``)."""
+
+    n: int = Field(256, ge=1, description=_NOISE_N)
+    size: int = Field(64, ge=2, description=_NOISE_SIZE)
+    seed: int = Field(0, ge=_NOISE_SEED_MIN, le=_NOISE_SEED_MAX, description=_NOISE_SEED)
+    channels: ColourChannels = Field(3, description=_COLOUR)
+    standardize: bool = Field(False, description=_STANDARDIZE)
+
+
+class NoiseOptions(_DrawnNoiseOptions):
     """Options of ``noise``."""
 
     kind: TrainingNoise = Field(description="the training noise family")
-    n: int = Field(256, ge=1, description=_NOISE_N)
-    size: int = Field(64, ge=2, description=_NOISE_SIZE)
-    seed: int = Field(0, ge=_NOISE_SEED_MIN, le=_NOISE_SEED_MAX, description=_NOISE_SEED)
-    channels: ColourChannels = Field(3, description=_COLOUR)
-    standardize: bool = Field(False, description=_STANDARDIZE)
 
 
-class OodOptions(SpecOptions):
+class OodOptions(_DrawnNoiseOptions):
     """Options of ``ood``."""
 
     kind: OodNoise = Field(description="the out-of-distribution noise family")
-    n: int = Field(256, ge=1, description=_NOISE_N)
-    size: int = Field(64, ge=2, description=_NOISE_SIZE)
-    seed: int = Field(0, ge=_NOISE_SEED_MIN, le=_NOISE_SEED_MAX, description=_NOISE_SEED)
-    channels: ColourChannels = Field(3, description=_COLOUR)
-    standardize: bool = Field(False, description=_STANDARDIZE)
 
 
 # sources ----------------------------------------------------------------------------------

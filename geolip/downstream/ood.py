@@ -13,6 +13,12 @@ alignments of i.i.d. uniform codebooks of the same shapes (negative: closer than
   a per-image OOD score.
 - :meth:`ValidityScorer.predict_with_confidence`: reconstruction plus a calibrated confidence,
   the conformal p-value of the image's distance among in-distribution calibration distances.
+
+The random-codebook z-score is no OOD test: every real input, in- or out-of-distribution, sits
+far below that null (measured z −5 to −14), since any producer's codebook is closer to its own
+reference than i.i.d. axes are. The null that can separate them is the in-distribution one:
+:meth:`ValidityScorer.calibrate_batches` scores held-out in-distribution batches of the same
+size, and :meth:`validity_score` then reports the scored batch's percentile among them.
 """
 
 from __future__ import annotations
@@ -39,10 +45,18 @@ class Validity:
     Attributes:
         distance: RMS chordal residual after alignment, in [0, √2].
         mean_residual_deg: mean projective angle between matched axes, degrees.
-        z_score: of the mean residual against the i.i.d. null (``None`` without null trials).
+        z_score: of the mean residual against the null of i.i.d. random codebooks (``None``
+            without null trials); see ``z_score_null``: it tells a codebook from noise, not an
+            in-distribution batch from an out-of-distribution one.
         null_mean_deg, null_std_deg: that null's mean and std.
         n_axes, n_pairs: size of the input codebook and antipodal pairs merged into it.
         n_images: images in the batch.
+        id_percentile: mid-rank percentile of ``distance`` among the distances of held-out
+            in-distribution batches (:meth:`ValidityScorer.calibrate_batches`); ``None``
+            uncalibrated. Near 100: farther than in-distribution batches (OOD).
+        id_p_value: (1 + #{ID batch distances ≥ distance}) / (n + 1), the conformal p-value.
+        id_batch_mean, id_batch_sd, id_batches, id_batch_images: those ID batch distances.
+        z_score_null: what ``z_score`` is measured against.
     """
 
     distance: float
@@ -53,6 +67,13 @@ class Validity:
     n_axes: int
     n_pairs: int
     n_images: int
+    id_percentile: float | None = None
+    id_p_value: float | None = None
+    id_batch_mean: float | None = None
+    id_batch_sd: float | None = None
+    id_batches: int | None = None
+    id_batch_images: int | None = None
+    z_score_null: str = "i.i.d. random codebooks (not in- vs out-of-distribution)"
 
 
 def _shape(images: Images) -> tuple[int, int, tuple[int, int]]:
@@ -76,6 +97,8 @@ class ValidityScorer:
         batch_size: images encoded at once.
         id_distances: sorted (N,) per-image distances of in-distribution calibration images.
         native_mse: median per-image reconstruction MSE on those images (the native floor).
+        id_batch_distances: sorted (n,) batch distances of held-out in-distribution batches
+            of ``id_batch_images`` images each (:meth:`calibrate_batches`).
     """
 
     producer: Producer
@@ -86,6 +109,8 @@ class ValidityScorer:
     batch_size: int = 32
     id_distances: torch.Tensor | None = None
     native_mse: float | None = None
+    id_batch_distances: torch.Tensor | None = None
+    id_batch_images: int | None = None
 
     def _check(self, images: Images) -> None:
         n, c, size = _shape(images)
@@ -133,7 +158,7 @@ class ValidityScorer:
         self._check(images)
         n = _shape(images)[0]
         fit, collapse = self._align(self._batch_rows(images), self.null_trials)
-        return Validity(
+        validity = Validity(
             distance=fit.rms_chordal,
             mean_residual_deg=fit.mean_residual_deg,
             z_score=fit.z_score,
@@ -143,6 +168,45 @@ class ValidityScorer:
             n_pairs=collapse.n_pairs,
             n_images=n,
         )
+        ref = self.id_batch_distances
+        if ref is None:
+            return validity
+        d = fit.rms_chordal
+        below, ties = int((ref < d).sum()), int((ref == d).sum())
+        return replace(
+            validity,
+            id_percentile=100.0 * (below + 0.5 * ties) / ref.numel(),
+            id_p_value=(1 + int((ref >= d).sum())) / (ref.numel() + 1),
+            id_batch_mean=ref.mean().item(),
+            id_batch_sd=ref.std().item(),
+            id_batches=ref.numel(),
+            id_batch_images=self.id_batch_images,
+        )
+
+    def calibrate_batches(self, images: Images, batch_images: int) -> ValidityScorer:
+        """A copy holding the batch distances of disjoint in-distribution batches of
+        ``batch_images`` consecutive images (⌊N / batch_images⌋ ≥ 2 of them; a remainder is
+        dropped): the null of :meth:`validity_score` that in-distribution inputs pass and
+        out-of-distribution inputs can fail. Use batches of the size you will score.
+
+        Raises:
+            ValueError: fewer than two whole batches.
+        """
+        n = _shape(images)[0]
+        count = n // batch_images if batch_images >= 1 else 0
+        if count < 2:
+            raise ValueError(
+                f"calibrating batches of {batch_images} images needs at least "
+                f"{2 * max(batch_images, 1)} in-distribution images, got {n}"
+            )
+        self._check(images)
+        out = []
+        for i in range(count):
+            idx = list(range(i * batch_images, (i + 1) * batch_images))
+            part = images.subset(idx) if isinstance(images, ImageDataset) else images[idx]
+            out.append(self._align(self._batch_rows(part), 0)[0].rms_chordal)
+        distances = torch.tensor(out, dtype=torch.float64).sort().values
+        return replace(self, id_batch_distances=distances, id_batch_images=batch_images)
 
     def image_distances(self, images: Images) -> torch.Tensor:
         """(N,) float64: each image's own codebook (mean of its P patches' rows, collapsed)

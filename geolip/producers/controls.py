@@ -3,7 +3,14 @@ not matter, each placed in the i.i.d. null and measured against the observed cod
 
 A control that cannot differ from the observed input is no control, so each one states what
 it changes: the weights (``untrained``: same architecture, fresh initialisation) or the
-calibration (``shuffled_calibration``: pixel positions permuted within each image and channel).
+calibration (``other_calibration``: another noise family, :data:`OTHER_CALIBRATION`;
+``constant_input``: all-zero images; ``shuffled_calibration``: pixel positions permuted within
+each image and channel). Shuffling leaves a calibration of i.i.d. pixels unchanged in
+distribution (:data:`IID_CALIBRATIONS`), so there it is skipped and the reason recorded.
+
+Every control's distance to the observed codebook is placed in the distance null: the aligned
+distance between pairs of i.i.d. codebooks of the same K, K' and D
+(:func:`geolip.solvers.alignment.distance_null`).
 """
 
 from __future__ import annotations
@@ -13,10 +20,25 @@ from collections.abc import Callable
 import torch
 
 from geolip.codebook import Codebook, ControlReport
+from geolip.codebook.schema import SkippedControl
+from geolip.data.noise import CALIBRATIONS, calibration_set
 from geolip.producers.contract import Producer
 from geolip.producers.rows import rows_to_axes
+from geolip.solvers.alignment import distance_null, distance_percentile
 from geolip.solvers.null import null_codebook_stats
 from geolip.solvers.projective import deviation, statute
+
+IID_CALIBRATIONS = frozenset({"gaussian", "uniform"})
+"""Calibrations whose pixels are i.i.d.: a pixel shuffle leaves their distribution unchanged."""
+
+OTHER_CALIBRATION = {
+    "gaussian": "ood_sixteen",
+    "uniform": "ood_sixteen",
+    "sixteen_noise": "ood_sixteen",
+    "ood_sixteen": "sixteen_noise",
+}
+"""The calibration of the ``other_calibration`` control, per observed calibration: a family the
+producer was not calibrated on (``gaussian`` for a name not listed here)."""
 
 
 def shuffle_pixels(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -25,6 +47,63 @@ def shuffle_pixels(images: torch.Tensor, seed: int) -> torch.Tensor:
     gen = torch.Generator(device="cpu").manual_seed(seed)
     order = torch.rand(n, c, h * w, generator=gen).argsort(dim=-1).to(images.device)
     return images.reshape(n, c, h * w).gather(-1, order).reshape(n, c, h, w)
+
+
+def other_calibration(name: str) -> str:
+    """The calibration name of the ``other_calibration`` control; never ``name`` itself."""
+    other = OTHER_CALIBRATION.get(name, "gaussian")
+    assert other != name and other in CALIBRATIONS
+    return other
+
+
+def control_inputs(
+    calibration: str, images: torch.Tensor, seed: int
+) -> tuple[dict[str, tuple[torch.Tensor, str]], list[SkippedControl]]:
+    """The inputs of the calibration controls, in run order, and the controls skipped.
+
+    Returns:
+        ``{name: (inputs (N, C, H, W) like ``images``, description)}`` for
+        ``other_calibration``, ``constant_input`` and (unless ``calibration`` is in
+        :data:`IID_CALIBRATIONS`) ``shuffled_calibration``; and the skipped controls with reasons.
+    """
+    n, c, h, w = images.shape
+    other = other_calibration(calibration)
+    size = h if h == w else (h, w)
+    other_images = calibration_set(
+        other,
+        n,
+        size=size,
+        channels=c,
+        seed=seed + 3,
+        device=images.device,  # type: ignore[arg-type]
+    )[0].to(images.dtype)
+    runs = {
+        "other_calibration": (
+            other_images,
+            f"calibration from another noise family: {other!r} instead of {calibration!r}",
+        ),
+        "constant_input": (torch.zeros_like(images), "all-zero images (a constant input)"),
+    }
+    skipped = []
+    if calibration in IID_CALIBRATIONS:
+        skipped.append(
+            SkippedControl(
+                name="shuffled_calibration",
+                reason=f"{calibration!r} calibration has i.i.d. pixels: shuffling them leaves "
+                "its distribution unchanged, so the control could not fail",
+            )
+        )
+    else:
+        runs["shuffled_calibration"] = (
+            shuffle_pixels(images, seed + 2),
+            "calibration pixels permuted within each image and channel",
+        )
+    return runs, skipped
+
+
+def skipped_controls(calibration: str) -> list[SkippedControl]:
+    """The controls :func:`extraction_controls` skips for ``calibration``, with reasons."""
+    return control_inputs(calibration, torch.zeros(1, 1, 2, 2), 0)[1]
 
 
 def extraction_controls(
@@ -36,6 +115,7 @@ def extraction_controls(
     untrained: Callable[[], Producer] | None = None,
     batch_size: int = 16,
     progress: bool = False,
+    distance_null_trials: int = 16,
 ) -> list[ControlReport]:
     """Repeat ``observed``'s extraction (its settings are read from its meta) on each control.
 
@@ -45,10 +125,13 @@ def extraction_controls(
         images: the calibration images it was extracted from, (N, C, H, W).
         null_trials: trials of the i.i.d. rows null each control is placed in.
         untrained: factory of the untrained control (default: ``producer.untrained_twin``).
+        distance_null_trials: pairs of i.i.d. codebooks behind each distance null (≥ 2).
 
     Returns:
-        One report per control: axes, pairs, deviation, statute, percentile in the same i.i.d.
-        rows null as ``observed`` and the aligned RMS chordal distance to ``observed``.
+        One report per control run (``untrained``, ``other_calibration``, ``constant_input``,
+        then ``shuffled_calibration`` unless skipped, see :func:`skipped_controls`): axes,
+        pairs, deviation, statute, percentile in the same i.i.d. rows null as ``observed``, the
+        aligned RMS chordal distance to ``observed`` and where it falls in the distance null.
     """
     ext = observed.meta.extraction
     if ext is None:
@@ -56,22 +139,23 @@ def extraction_controls(
     seed, v = ext.seed, ext.n_rows
     null = null_codebook_stats(v, observed.dim, null_trials, "rows", ext.pair_threshold, seed)
     make_untrained = untrained or (lambda: producer.untrained_twin(seed + 1))
-    runs = {
-        "untrained": (make_untrained(), images, "same architecture, fresh initialisation"),
-        "shuffled_calibration": (
-            producer,
-            shuffle_pixels(images, seed + 2),
-            "calibration pixels permuted within each image and channel",
-        ),
-    }
+    runs = {"untrained": (make_untrained(), images, "same architecture, fresh initialisation")}
+    inputs_of, _ = control_inputs(ext.calibration, images, seed)
+    for label, (inputs, description) in inputs_of.items():
+        runs[label] = (producer, inputs, description)
     reports = []
-    for label, (model, inputs, description) in runs.items():
+    for label, (model, inputs, description) in runs.items():  # type: ignore[assignment]
         with model.frozen():
             _, c = rows_to_axes(
                 model, inputs, ext.aggregation, ext.pair_threshold, batch_size, progress
             )
         control = Codebook.from_axes(c.axes)
         dev = deviation(control.axes)
+        distance = observed.distance(control)
+        null_d = distance_null(
+            observed.size, control.size, observed.dim, null_trials=distance_null_trials, seed=seed
+        )
+        null_sd = null_d.std().item()
         reports.append(
             ControlReport(
                 name=label,
@@ -81,7 +165,12 @@ def extraction_controls(
                 deviation=dev,
                 statute=statute(dev, c.n_pairs, c.n_axes, v).statute,
                 null_percentile=null.percentile(dev),
-                distance_to_observed=observed.distance(control),
+                distance_to_observed=distance,
+                distance_null_mean=null_d.mean().item(),
+                distance_null_sd=null_sd,
+                distance_null_trials=distance_null_trials,
+                distance_z=(distance - null_d.mean().item()) / null_sd if null_sd > 0 else None,
+                distance_percentile=distance_percentile(distance, null_d),
             )
         )
     return reports

@@ -3,7 +3,8 @@
 The upstream codebook statistics are reproduced by i.i.d. random rows, so an extracted codebook
 always carries its percentile in the i.i.d. "rows" null (:meth:`Codebook.assess`), and by
 default the controls of :mod:`geolip.producers.controls`: the same extraction run on the
-untrained network and on calibration that lost its structure.
+untrained network, on another noise family, on all-zero images and (for calibrations with
+spatial structure) on calibration that lost it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from geolip.codebook import Codebook, ExtractionInfo, Lineage, canonicalize_axes
 from geolip.data.noise import calibration_set
 from geolip.producers.contract import Producer
-from geolip.producers.controls import extraction_controls
+from geolip.producers.controls import extraction_controls, skipped_controls
 from geolip.producers.rows import Aggregation, rows_to_axes
 from geolip.solvers.projective import Collapse
 
@@ -91,7 +92,8 @@ def extract_codebook(
             batch_size=batch_size,
             progress=progress,
         )
-        quality = quality.model_copy(update={"controls": reports})
+        skipped = skipped_controls(calibration)
+        quality = quality.model_copy(update={"controls": reports, "controls_skipped": skipped})
     return cb.with_meta(quality=quality)
 
 
@@ -112,4 +114,3 @@ def _codebook_of(
         extraction=extraction,
         lineage=Lineage(operation="extract", parameters={"size": size}),
     )
-

@@ -97,7 +97,7 @@ def train_preset(
     name: str,
     out: str | Path,
     *,
-    seed: int = 0,
+    seed: int | None = None,
     device: str = "cpu",
     resume: bool = False,
     progress: bool = True,
@@ -111,9 +111,43 @@ def train_preset(
     Under ``torchrun`` (WORLD_SIZE > 1) the process group is joined first, each rank takes its
     own CUDA device, and the group is left again when training ends. ``announce`` receives
     one line (parameters, epochs, steps, batch, device) before the first step.
+
+    ``seed`` defaults to 0. With ``resume=True`` every train field and model field not given
+    defaults to the checkpoint's (``out/latest``), so ``resume=True`` alone continues the run
+    as it was started; a given field that differs is refused naming it, except ``epochs``: a
+    larger value extends the run and the remaining epochs follow the cosine of the new
+    ``T_max`` (see :meth:`Trainer._retarget_schedule`). Ctrl-C saves ``out/latest`` and raises
+    :class:`~geolip.errors.TrainingInterrupted`.
     """
-    config = train_config(name, seed=seed, **train_overrides)
-    model = build(name, seed=seed, **dict(model_overrides or {}))
+    model_fields = dict(model_overrides or {})
+    if resume:
+        saved = _saved_run(Path(out) / "latest")
+        train_overrides = {**saved.get("train", {}), **train_overrides}
+        if seed is None:
+            seed = train_overrides.get("seed", 0)
+        if saved.get("preset") not in (None, name):
+            raise ValueError(
+                f"{Path(out) / 'latest'}: the run was trained with preset "
+                f"{saved['preset']!r}, not {name!r}; not resuming"
+            )
+        preset_model = get_preset(name).model
+        nested = saved.get("model")  # SphereSolver nests its config under "model"
+        source = nested if isinstance(nested, dict) else saved
+        stored = {k: source[k] for k in type(preset_model).model_fields if k in source}
+        requested = type(preset_model)(**{**preset_model.model_dump(), **stored, **model_fields})
+        changed = [k for k in stored if requested.model_dump(mode="json").get(k) != stored[k]]
+        if changed:
+            fields = ", ".join(
+                f"{k}: {stored[k]!r} → {requested.model_dump(mode='json')[k]!r}" for k in changed
+            )
+            raise ValueError(
+                f"{Path(out) / 'latest'}: model config differs from the checkpoint's ({fields}); "
+                "not resuming"
+            )
+        model_fields = {**stored, **model_fields}
+    seed = 0 if seed is None else seed
+    config = train_config(name, **{**train_overrides, "seed": seed})
+    model = build(name, seed=seed, **model_fields)
     already = dist.is_available() and dist.is_initialized()
     joined = maybe_init_distributed() and not already
     if dist.is_available() and dist.is_initialized() and device.startswith("cuda"):
@@ -131,6 +165,13 @@ def train_preset(
         if joined and dist.is_initialized():
             dist.destroy_process_group()
     return trainer
+
+
+def _saved_run(latest: Path) -> dict[str, Any]:
+    """``config.json`` of the checkpoint ``latest`` (model fields, ``train``, counters)."""
+    from geolip.producers.checkpoint import load_checkpoint
+
+    return load_checkpoint(latest).config
 
 
 # ------------------------------------------------------------------------------ the table

@@ -7,6 +7,7 @@ Every step is a public function: :func:`train_preset`, :func:`extract_codebook`,
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ QUICKSTART_TRAINING: dict[str, Any] = {
     "noises": None,  # the 16-noise curriculum (TRAINING_NOISES)
 }
 
+OUTPUTS = ("checkpoints", "codebook", "codebook-angles.png")
+"""What :func:`run_quickstart` writes in its folder."""
+
 
 @dataclass(frozen=True)
 class QuickstartResult:
@@ -43,10 +47,27 @@ def run_quickstart(
     out_dir: str | Path = "geolip-quickstart",
     seed: int = 0,
     progress: bool = True,
+    force: bool = False,
     **training: Any,
 ) -> QuickstartResult:
-    """Train, extract, measure, save. ``training`` overrides :data:`QUICKSTART_TRAINING`."""
+    """Train, extract, measure, save. ``training`` overrides :data:`QUICKSTART_TRAINING`.
+
+    A non-empty ``out_dir`` is refused (FileExistsError) before anything is trained, unless
+    ``force``: then what a quickstart writes there (``checkpoints/``, ``codebook/``,
+    ``codebook-angles.png``) is removed first and written anew; other files are left alone.
+    """
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: is a file, but the quickstart writes a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise FileExistsError(f"{out}: already exists and is not empty; pass force=True")
+        for name in OUTPUTS:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
     settings = {**QUICKSTART_TRAINING, **training}
     settings["noises"] = settings["noises"] or TRAINING_NOISES
     trainer = train_preset("h2", out / "checkpoints", seed=seed, progress=progress, **settings)

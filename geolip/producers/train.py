@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geolip.data.noise import TRAINING_NOISES, mixed_batch, noise_batch
+from geolip.errors import TrainingInterrupted
 from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from geolip.producers.contract import Trainable
 from geolip.solvers.metrics import effective_rank, pentachoron_cv
+from geolip.solvers.null import row_spectrum_null
 
 SOFT_HAND_EVERY = 50
 SOFT_HAND_SIGMA = 0.15
@@ -105,6 +109,8 @@ class Trainer:
         self.best_mse = math.inf
         self.history: list[dict[str, Any]] = []
         self._cv: float | None = None
+        self._interrupted = False
+        self._hard_stop = False
         if resume:
             self._restore(self.out_dir / "latest")
         if self.distributed:
@@ -142,8 +148,22 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path)
-        if state.config.get("train") != self.config.model_dump(mode="json"):
-            raise ValueError(f"{path}: train config differs from the checkpoint's; not resuming")
+        saved = state.config.get("train") or {}
+        wanted = self.config.model_dump(mode="json")
+        changed = [
+            k for k in sorted({*saved, *wanted}) if k != "epochs" and saved.get(k) != wanted.get(k)
+        ]
+        if changed:
+            fields = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{path}: train config differs from the checkpoint's ({fields}); not resuming "
+                "(only --epochs may change on resume)"
+            )
+        if self.config.epochs < state.config["epoch"]:
+            raise ValueError(
+                f"{path}: the run already completed {state.config['epoch']} epochs; "
+                f"epochs={self.config.epochs} would cut it short; not resuming"
+            )
         _unwrap(self.model).load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.step, self.epoch = state.config["step"], state.config["epoch"]
@@ -151,10 +171,23 @@ class Trainer:
         self.best_mse = math.inf if best is None else best
         self.history = state.config["history"]
         self.scheduler.load_state_dict(state.config["scheduler"])
+        if saved.get("epochs") != self.config.epochs:
+            self._retarget_schedule()
         torch.set_rng_state(state.rng["cpu"])
         if "cuda" in state.rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.rng["cuda"], self.device)
         self.data_gen.set_state(state.rng["data"][self.rank].to(self.data_gen.device))
+
+    def _retarget_schedule(self) -> None:
+        """Resume with another ``epochs``: the remaining epochs follow the cosine of the new
+        ``T_max`` from the epoch reached (the lr jumps onto that curve; the epochs already run
+        keep the lr they had, so the run is not the one a fresh ``epochs`` run would be)."""
+        self.scheduler.T_max = self.config.epochs
+        t, total = self.scheduler.last_epoch, self.config.epochs
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            eta = self.scheduler.eta_min
+            group["lr"] = eta + (base - eta) * (1 + math.cos(math.pi * t / total)) / 2
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
         state = self._state(metrics)  # every rank joins the all_gather
@@ -213,7 +246,9 @@ class Trainer:
     # -------------------------------------------------------------------------- evaluate
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        """Validation on a fixed seeded set: MSE per noise type and spectral statistics."""
+        """Validation on a fixed seeded set: MSE per noise type and spectral statistics, each
+        spectral statistic beside its null for V i.i.d. unit rows (``*_null_mean``/``_sd``, over
+        ``null_matrices`` matrices a trial: :func:`geolip.solvers.null.row_spectrum_null`)."""
         model = _unwrap(self.model).eval()
         gen = torch.Generator(device=self.device).manual_seed(10_000 + self.config.seed)
         per_type: dict[str, float] = {}
@@ -231,8 +266,11 @@ class Trainer:
             per_type[kind] = torch.nn.functional.mse_loss(out["recon"].float(), x).item()
             s_all.append(out["S"].float().flatten(0, -2))
             s_orig_all.append(out["S_orig"].float().flatten(0, -2))
+            n_rows = out["M"].shape[-2]
         s, s0 = torch.cat(s_all), torch.cat(s_orig_all)
         mean_s = s.mean(dim=0)
+        # the same estimators on V i.i.d. unit rows: cached, so drawn once per run
+        null = row_spectrum_null(n_rows, s.shape[-1], s.shape[0], seed=self.config.seed)
         metrics: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
@@ -241,13 +279,57 @@ class Trainer:
             "effective_rank": effective_rank(s.double()).mean().item(),
             "s0_over_sd": (mean_s[0] / mean_s[-1]).item(),
             "s_delta": (s - s0).abs().mean().item(),
+            **null.summary(),
         }
         metrics["alpha_mean"] = [a.mean().item() for a in model.attention_alphas()]
         return metrics
 
     # ------------------------------------------------------------------------------- fit
     def fit(self, progress: bool = True) -> list[dict[str, Any]]:
-        """Train until ``epochs``; returns the per-epoch metrics history."""
+        """Train until ``epochs``; returns the per-epoch metrics history.
+
+        Ctrl-C (SIGINT) is deferred to the end of the step under way; then ``latest/`` is saved
+        at that step and :class:`~geolip.errors.TrainingInterrupted` (a KeyboardInterrupt) is
+        raised, so ``resume=True`` continues exactly. A second Ctrl-C stops at once without
+        saving. Under DDP, Ctrl-C is not intercepted (ranks would have to agree on the step):
+        the run resumes from the last rolling save.
+        """
+        self._interrupted = False
+        previous = self._intercept_sigint()
+        try:
+            return self._fit(progress)
+        except KeyboardInterrupt as err:
+            if isinstance(err, TrainingInterrupted) or self.distributed or self._hard_stop:
+                raise
+            self._save("latest")  # a whole step ended: the state is consistent
+            raise TrainingInterrupted(
+                f"training interrupted at step {self.step}; saved {self.out_dir / 'latest'}",
+                self.step,
+                self.epoch,
+                self.out_dir / "latest",
+            ) from err
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _intercept_sigint(self) -> Any:
+        """Install the deferring SIGINT handler; returns the previous one (None if not ours)."""
+        self._hard_stop = False
+        if self.distributed or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:  # the second Ctrl-C: stop now, save nothing
+                self._hard_stop = True
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        try:
+            return signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main interpreter
+            return None
+
+    def _fit(self, progress: bool) -> list[dict[str, Any]]:
         cfg = self.config
         show = progress and self.rank == 0
         columns = (
@@ -273,6 +355,8 @@ class Trainer:
                 start = time.perf_counter()
                 for n_done in range(1, cfg.steps_per_epoch - done + 1):
                     loss = self.train_step()
+                    if self._interrupted:
+                        raise KeyboardInterrupt
                     rate = cfg.batch_size * n_done / max(time.perf_counter() - start, 1e-9)
                     bar.update(task, advance=1, loss=loss, rate=rate)
                     if cfg.save_every and self.step % cfg.save_every == 0:

@@ -39,6 +39,15 @@ exactly there (e.g. a single axis, or D = 1), and the spread is rounding noise."
 DUPLICATE_START_TOL = 1e-12
 """Two start rotations closer than this (Frobenius) count as the same start."""
 
+ALIGNED_Z = -3.0
+"""z-score of the mean residual at or below which an alignment reads "aligned beyond chance":
+three null standard deviations better than aligning i.i.d. codebooks of the same shapes (a
+one-sided ~0.1 % tail under a normal null). Anything above reads "indistinguishable from
+random"."""
+
+VERDICT_ALIGNED = "aligned beyond chance"
+VERDICT_RANDOM = "indistinguishable from random"
+
 
 @dataclass(frozen=True)
 class ProjectiveAlignment:
@@ -62,6 +71,9 @@ class ProjectiveAlignment:
         z_score: (mean_residual_deg − null_mean_deg) / null_std_deg; negative is better than
             chance. ``None`` without null trials or when the null std is ≤ NULL_STD_FLOOR
             (degenerate shapes that always align exactly).
+        null_distance_mean, null_distance_std: mean and sample std of the RMS chordal
+            distance (:attr:`rms_chordal`) over the same null alignments; ``None`` without.
+        null_distances: (null_trials,) float64 those null distances; ``None`` without.
     """
 
     rotation: torch.Tensor
@@ -75,10 +87,36 @@ class ProjectiveAlignment:
     null_mean_deg: float | None
     null_std_deg: float | None
     z_score: float | None
+    null_distance_mean: float | None = None
+    null_distance_std: float | None = None
+    null_distances: torch.Tensor | None = None
 
     @property
     def mean_residual_deg(self) -> float:
         return self.residual_deg.mean().item()
+
+    @property
+    def verdict(self) -> str | None:
+        """``"aligned beyond chance"`` when z ≤ :data:`ALIGNED_Z`, else ``"indistinguishable
+        from random"``; ``None`` without a z-score."""
+        return alignment_verdict(self.z_score)
+
+    @property
+    def distance_z(self) -> float | None:
+        """(rms_chordal − null_distance_mean) / null_distance_std; ``None`` without a null or
+        when its std is ≤ NULL_STD_FLOOR."""
+        if self.null_distance_mean is None or self.null_distance_std is None:
+            return None
+        if self.null_distance_std <= NULL_STD_FLOOR:
+            return None
+        return (self.rms_chordal - self.null_distance_mean) / self.null_distance_std
+
+    @property
+    def distance_percentile(self) -> float | None:
+        """Mid-rank percentile of :attr:`rms_chordal` among the null distances, in [0, 100]."""
+        if self.null_distances is None:
+            return None
+        return distance_percentile(self.rms_chordal, self.null_distances)
 
     @property
     def rms_chordal(self) -> float:
@@ -476,10 +514,55 @@ def align_projective(
     result = _alignment_result(start, fit, proper)
     if null_trials == 0:
         return result
-    null = _null_mean_residuals(
+    residuals, distances = _null_fits(
         len(a), len(b), a.shape[1], proper, n_starts, inlier_deg, max_iter, null_trials, seed
     )
-    return _with_null_statistics(result, *null)
+    result = _with_null_statistics(result, residuals.mean().item(), residuals.std().item())
+    return replace(
+        result,
+        null_distance_mean=distances.mean().item(),
+        null_distance_std=distances.std().item(),
+        null_distances=distances,
+    )
+
+
+def alignment_verdict(z_score: float | None) -> str | None:
+    """The reading of an alignment z-score: :data:`VERDICT_ALIGNED` at or below
+    :data:`ALIGNED_Z`, else :data:`VERDICT_RANDOM`; ``None`` when there is no z-score."""
+    if z_score is None:
+        return None
+    return VERDICT_ALIGNED if z_score <= ALIGNED_Z else VERDICT_RANDOM
+
+
+def distance_percentile(value: float, null: torch.Tensor) -> float:
+    """Mid-rank percentile 100 · (#{null < v} + ½ #{null = v}) / n of ``value`` in ``null``."""
+    below = int((null < value).sum())
+    ties = int((null == value).sum())
+    return 100.0 * (below + 0.5 * ties) / null.numel()
+
+
+def distance_null(
+    k_a: int,
+    k_b: int,
+    dim: int,
+    *,
+    null_trials: int = 16,
+    seed: int = 0,
+    proper: bool = False,
+    n_starts: int = 4,
+    inlier_deg: float = 20.0,
+    max_iter: int = 50,
+) -> torch.Tensor:
+    """(null_trials,) float64 RMS chordal distances after aligning pairs of i.i.d. uniform
+    codebooks of shapes (k_a, dim), (k_b, dim): the null of :meth:`Codebook.distance`.
+
+    The same cached trials as the z-score of :func:`align_projective` with these settings.
+    """
+    if null_trials < 2:
+        raise ValueError(f"null_trials must be >= 2 (a std needs two), got {null_trials}")
+    return _null_fits(
+        int(k_a), int(k_b), int(dim), proper, n_starts, inlier_deg, max_iter, null_trials, seed
+    )[1]
 
 
 def _validated_axes(
@@ -536,7 +619,7 @@ def _with_null_statistics(
 
 
 @lru_cache(maxsize=128)
-def _null_mean_residuals(
+def _null_fits(
     k_a: int,
     k_b: int,
     d: int,
@@ -546,10 +629,11 @@ def _null_mean_residuals(
     max_iter: int,
     null_trials: int,
     seed: int,
-) -> tuple[float, float]:
-    """Mean and sample std of the mean residual (deg) aligning i.i.d. uniform codebooks."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per null trial, the mean residual (deg) and the RMS chordal distance of aligning two
+    i.i.d. uniform codebooks; two (null_trials,) float64 tensors (cached: do not modify)."""
     generator = torch.Generator().manual_seed(seed)
-    values = []
+    values, distances = [], []
     for _ in range(null_trials):
         x = torch.randn(k_a, d, generator=generator, dtype=torch.float64)
         y = torch.randn(k_b, d, generator=generator, dtype=torch.float64)
@@ -564,8 +648,8 @@ def _null_mean_residuals(
             seed=seed,
         )
         values.append(fit.mean_residual_deg)
-    t = torch.tensor(values, dtype=torch.float64)
-    return t.mean().item(), t.std().item()
+        distances.append(fit.rms_chordal)
+    return torch.tensor(values, dtype=torch.float64), torch.tensor(distances, dtype=torch.float64)
 
 
 # --------------------------------------------------------------------------------------------

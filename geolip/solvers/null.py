@@ -191,3 +191,73 @@ def null_codebook_stats(
 def null_percentile(observed_deviation: float, null: NullDistribution) -> float:
     """Mid-rank percentile of an observed deviation in ``null``, as NullDistribution.percentile."""
     return null.percentile(observed_deviation)
+
+
+ROW_SPECTRUM_MAX_MATRICES = 512
+"""Matrices per trial of :func:`row_spectrum_null` at most (the cost bound of one trial)."""
+
+
+@dataclass(frozen=True)
+class RowSpectrumNull:
+    """Effective rank and S0/SD of V i.i.d. unit rows in R^D, estimated as a training run does.
+
+    One trial is ``n_matrices`` independent (V, D) matrices of N(0, I) rows projected onto the
+    sphere; its statistics are the mean per-matrix effective rank and the ratio of the mean
+    largest to the mean smallest singular value, the estimators of ``Trainer.evaluate``.
+
+    Attributes:
+        v, dim, n_matrices, n_trials, seed: the configuration.
+        effective_rank: (n_trials,) float64 per-trial estimates.
+        s0_over_sd: (n_trials,) float64 per-trial estimates.
+    """
+
+    v: int
+    dim: int
+    n_matrices: int
+    n_trials: int
+    seed: int
+    effective_rank: np.ndarray
+    s0_over_sd: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        """Flat metrics: ``effective_rank_null_mean``/``_sd``, ``s0_over_sd_null_mean``/``_sd``
+        and ``null_matrices`` (matrices per trial)."""
+        return {
+            "effective_rank_null_mean": float(self.effective_rank.mean()),
+            "effective_rank_null_sd": float(self.effective_rank.std(ddof=1)),
+            "s0_over_sd_null_mean": float(self.s0_over_sd.mean()),
+            "s0_over_sd_null_sd": float(self.s0_over_sd.std(ddof=1)),
+            "null_matrices": self.n_matrices,
+        }
+
+
+@cache
+def row_spectrum_null(
+    v: int, dim: int, n_matrices: int = 64, n_trials: int = 32, seed: int = 0
+) -> RowSpectrumNull:
+    """Null distribution of the training spectral metrics for V i.i.d. unit rows in R^dim.
+
+    ``n_matrices`` is capped at :data:`ROW_SPECTRUM_MAX_MATRICES` (a larger validation set only
+    narrows the null further, so the capped sd is conservative). Deterministic under ``seed``
+    (its own generator; the global RNG is untouched) and cached.
+    """
+    from geolip.solvers.metrics import effective_rank
+
+    if v < 1 or dim < 2 or n_matrices < 1 or n_trials < 2:
+        raise ValueError(
+            f"need v >= 1, dim >= 2, n_matrices >= 1, n_trials >= 2; got {v=}, {dim=}, "
+            f"{n_matrices=}, {n_trials=}"
+        )
+    m = min(int(n_matrices), ROW_SPECTRUM_MAX_MATRICES)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn(n_trials, m, v, dim, generator=gen, dtype=torch.float64)
+    rows = rows / rows.norm(dim=-1, keepdim=True)
+    # singular values from the D×D Gram matrix: a batched eigvalsh is far cheaper than svdvals
+    gram = rows.transpose(-1, -2) @ rows
+    s = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(-1)[..., : min(v, dim)]
+    erank = effective_rank(s).mean(dim=1).numpy()
+    mean_s = s.mean(dim=1)
+    ratio = (mean_s[:, 0] / mean_s[:, -1]).numpy()
+    for array in (erank, ratio):
+        array.setflags(write=False)
+    return RowSpectrumNull(int(v), int(dim), m, int(n_trials), int(seed), erank, ratio)

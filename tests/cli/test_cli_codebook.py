@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from cli_runner import run, run_json
 from strategies import gen, random_orthogonal, separated_axes
@@ -59,6 +61,7 @@ def test_info_table_mode_prints_a_table(tmp_path: Path, capsys, monkeypatch) -> 
     assert "deviation (rad)" in out and "of the null" in out and "lineage.operation" in out
 
 
+@pytest.mark.slow
 def test_merge_diff_extend_align_round_trip(tmp_path: Path, capsys, monkeypatch) -> None:
     axes = separated_axes(28, 4, gen(0), min_deg=12.0)
     a = Codebook.from_axes(axes[:26])
@@ -80,6 +83,9 @@ def test_merge_diff_extend_align_round_trip(tmp_path: Path, capsys, monkeypatch)
         monkeypatch,
     )
     assert code == 0 and doc["added"] == 2 and doc["lineage"]["parents"] == [a.id, b.id]
+    # 24 of 26 axes shared: far more inliers than i.i.d. codebooks give, no "unrelated" warning
+    assert doc["unrelated"] is False and doc["inliers_null"]["p95"] < 24
+    assert doc["added_null"]["mean"] > 10 * doc["added"] / 2  # random partners add far more
     code, doc = run_json(
         ["codebook", "diff", str(tmp_path / "m"), str(tmp_path / "a"), "--tol-deg", "1"],
         capsys,
@@ -101,7 +107,10 @@ def test_merge_diff_extend_align_round_trip(tmp_path: Path, capsys, monkeypatch)
         monkeypatch,
     )
     assert code == 0 and doc["matched"] == 26 and doc["inliers"] == 24
-    assert doc["z_score"] < -3
+    assert doc["z_score"] < -3 and doc["verdict"] == "aligned beyond chance"
+    assert doc["verdict_threshold_z"] == -3.0
+    assert doc["distance_null_mean"] > 0.3 and doc["distance_percentile"] == 0.0
+    assert doc["distance_z"] < -3
     assert Codebook.load(tmp_path / "b_in_a").meta.lineage.operation == "align"
     np.save(tmp_path / "new.npy", np.eye(4)[:1])
     code, doc = run_json(
@@ -148,6 +157,7 @@ def test_exit_codes(tmp_path: Path, capsys, monkeypatch) -> None:
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_help_does_not_import_torch() -> None:
     probe = "import sys; from geolip.cli.app import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -160,6 +170,7 @@ def test_help_does_not_import_torch() -> None:
     assert helped.returncode == 0 and "merge" in helped.stdout
 
 
+@pytest.mark.slow
 def test_merge_of_two_random_codebooks_reads_back(tmp_path: Path, capsys, monkeypatch) -> None:
     """Regression: this merge wrote a header of 896 bytes (80 03 …), which `info` then refused
     as a pickle; a written artifact must always read back."""
@@ -167,7 +178,21 @@ def test_merge_of_two_random_codebooks_reads_back(tmp_path: Path, capsys, monkey
         args = ["codebook", "random", "--k", "16", "--d", "4", "--seed", str(seed)]
         assert run([*args, "--out", str(tmp_path / name)], capsys, monkeypatch)[0] == 0
     merge = ["codebook", "merge", str(tmp_path / "a"), str(tmp_path / "b")]
-    assert run([*merge, "--out", str(tmp_path / "m")], capsys, monkeypatch)[0] == 0
+    code, out, err = run([*merge, "--out", str(tmp_path / "m"), "--json"], capsys, monkeypatch)
+    doc = json.loads(out)
+    assert code == 0 and doc["unrelated"] is True  # two random codebooks: warned, merged anyway
+    assert "look unrelated" in err
+    code, doc = run_json(
+        ["codebook", "align", str(tmp_path / "a"), str(tmp_path / "b"), "--null-trials", "8"],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0 and doc["verdict"] == "indistinguishable from random"
+    code, doc = run_json(
+        ["codebook", "diff", str(tmp_path / "a"), str(tmp_path / "b")], capsys, monkeypatch
+    )
+    assert code == 0 and doc["count_null"]["n_trials"] == 8
+    assert abs(doc["count"] - doc["count_null"]["mean"]) <= 4 * max(doc["count_null"]["sd"], 1)
     code, info = run_json(["codebook", "info", str(tmp_path / "m")], capsys, monkeypatch)
     assert code == 0, info
     assert info["id"] == Codebook.load(tmp_path / "m").id

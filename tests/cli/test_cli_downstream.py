@@ -48,6 +48,7 @@ def test_features_twice_reads_the_cache(artifacts, tmp_path: Path, capsys, monke
     assert code == 0 and second["from_cache"] and second["key"] == first["key"]
 
 
+@pytest.mark.slow
 def test_classify_train_then_eval_at_another_resolution(
     artifacts, tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -92,6 +93,7 @@ def test_classify_train_then_eval_at_another_resolution(
     assert code == 0 and [r["size"] for r in doc["results"]] == [[16, 16], [64, 64]]
 
 
+@pytest.mark.slow
 def test_ood_score_and_eval(artifacts, tmp_path: Path, capsys, monkeypatch) -> None:
     producer, codebook = artifacts
     code, doc = run_json(

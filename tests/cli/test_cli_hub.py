@@ -69,12 +69,18 @@ def test_codebook_push_then_pull_reports_repo_commit_and_id(
     for name in ("codebook.safetensors", "codebook.json"):
         assert (out / name).read_bytes() == (src / name).read_bytes()
 
-    code, err = run([*pull, "--expect-id", "0" * 64], capsys, monkeypatch)
+    code, err = run([*pull, "--revision", pushed["revision"]], capsys, monkeypatch)
+    assert code == 2 and "--force" in err["error"]["message"]  # never overwritten silently
+    code, err = run([*pull, "--expect-id", "0" * 64, "--force"], capsys, monkeypatch)
     assert code == 3 and err["error"]["type"] == "HubIntegrityError"
     code, err = run(
-        ["codebook", "pull", "alice/none", "--out", str(out), *base], capsys, monkeypatch
+        ["codebook", "pull", "alice/none", "--out", str(out), "--force", *base],
+        capsys,
+        monkeypatch,
     )
     assert code == 1 and err["error"]["type"] == "HubNotFoundError"
+    for name in ("codebook.safetensors", "codebook.json"):  # failed pulls left it as it was
+        assert (out / name).read_bytes() == (src / name).read_bytes()
 
 
 def test_model_push_then_pull_writes_the_verified_files(

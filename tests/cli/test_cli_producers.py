@@ -22,6 +22,7 @@ def run_json(args: list[str], capsys, monkeypatch) -> tuple[int, dict]:
     return info.value.code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_quickstart_writes_codebook_picture_and_checkpoint(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -38,7 +39,9 @@ def test_quickstart_writes_codebook_picture_and_checkpoint(
     assert code == 0
     cb = Codebook.load(tmp_path / "qs" / "codebook")
     assert doc["id"] == cb.id and cb.meta.lineage.operation == "extract"
-    assert [c["name"] for c in doc["quality"]["controls"]] == ["untrained", "shuffled_calibration"]
+    names = ["untrained", "other_calibration", "constant_input", "shuffled_calibration"]
+    assert [c["name"] for c in doc["quality"]["controls"]] == names
+    assert all(c["distance_null_mean"] > 0 for c in doc["quality"]["controls"])
     assert doc["quality"]["null"]["kind"] == "rows"
     assert Path(doc["picture"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (Path(doc["checkpoint"]) / "model.safetensors").is_file()

@@ -231,6 +231,7 @@ def test_torch_save_file_is_refused_without_unpickling(tmp_path: Path) -> None:
         Codebook.load(path)
 
 
+@pytest.mark.slow
 def test_every_single_bit_flip_is_detected(tmp_path: Path) -> None:
     raw = _valid_bytes()
     path = tmp_path / "flip.safetensors"

@@ -96,6 +96,7 @@ def test_tile_image_cuts_in_raster_order() -> None:
     assert torch.equal(tiles[1], image[:, 0:2, 2:4]) and torch.equal(tiles[3], image[:, 2:4, 0:2])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="scikit-image missing")
 def test_photo_tiles_are_deterministic_and_labelled_by_photo() -> None:
     ds = load_photos(128, seed=0)

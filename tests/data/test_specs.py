@@ -285,6 +285,7 @@ def test_valid_options_round_trip_to_the_same_fingerprint(
     assert open_dataset(str(spec)).fingerprint == open_dataset(spec).fingerprint
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_SKIMAGE, reason="photo tiles need scikit-image")
 @settings(max_examples=5)
 @given(specs(("digits", "photos")))

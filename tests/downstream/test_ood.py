@@ -39,6 +39,7 @@ def test_input_codebook_is_the_extraction_path(engine) -> None:
     assert torch.allclose(own.axes, engine.reference.axes, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_image_distances_and_conformal_confidence(engine) -> None:
     calibrated = engine.calibrate(noise_dataset("gaussian", 24, 16, seed=1))
     assert calibrated.id_distances.shape == (24,) and calibrated.native_mse > 0
@@ -84,6 +85,7 @@ def test_mahalanobis_and_knn_by_hand() -> None:
     assert ratio.floor == 2.0 and ratio.score(torch.tensor([4.0])).item() == 2.0
 
 
+@pytest.mark.slow
 def test_fit_and_evaluate_every_method(engine, tmp_path) -> None:
     id_fit = noise_dataset("gaussian", 16, 32, seed=3)
     id_test = noise_dataset("gaussian", 16, 32, seed=4)
@@ -95,3 +97,18 @@ def test_fit_and_evaluate_every_method(engine, tmp_path) -> None:
     assert set(report["checkerboard"]) == set(OOD_METHODS)
     assert report["checkerboard"]["validity"].auroc > 0.8  # measured 0.89; chance 0.5
     assert report["checkerboard"]["knn"].auroc > 0.9
+
+
+def test_in_distribution_batch_null_separates_id_from_ood(engine) -> None:
+    calibrated = engine.calibrate_batches(noise_dataset("gaussian", 64, 16, seed=11), 8)
+    assert calibrated.id_batch_distances.shape == (8,) and calibrated.id_batch_images == 8
+    fresh = calibrated.validity_score(noise_dataset("gaussian", 8, 16, seed=12))
+    far = calibrated.validity_score(noise_dataset("checkerboard", 8, 16, seed=12))
+    # the random-codebook z cannot tell them apart in sign (both beat random codebooks) ...
+    assert "random codebooks" in far.z_score_null
+    # ... the ID-batch null can: the OOD batch lies beyond every ID batch, the ID one inside
+    assert far.id_percentile == 100.0 and far.id_p_value == 1 / 9
+    assert fresh.id_percentile < 100.0 and fresh.id_p_value > 1 / 9
+    assert engine.validity_score(noise_dataset("gaussian", 8, 16, seed=12)).id_percentile is None
+    with pytest.raises(ValueError, match="at least 16"):
+        engine.calibrate_batches(noise_dataset("gaussian", 10, 16, seed=1), 8)

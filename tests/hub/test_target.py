@@ -84,6 +84,7 @@ def test_a_fetch_lands_in_geolip_hub_cache(hub: FakeHub, hub_cache: Path) -> Non
     assert (hub_cache / "models--alice--demo" / "codebook" / "refs" / "main").is_file()
 
 
+@pytest.mark.slow
 def test_codebook_and_producers_do_not_import_the_hub_at_module_level() -> None:
     code = (
         "import importlib, pkgutil, sys\n"

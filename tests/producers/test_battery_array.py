@@ -71,6 +71,7 @@ def test_bank_lookup_by_name_index_and_negative_index(array: BatteryArray) -> No
         array.bank(0, 3)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_keeps_state_and_signature(
     array: BatteryArray, tmp_path: Path
 ) -> None:

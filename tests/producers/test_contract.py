@@ -51,13 +51,15 @@ def test_frozen_restores_the_mode_even_when_the_body_raises() -> None:
     assert not model.training
 
 
+@pytest.mark.slow
 def test_a_new_family_plugs_in_everywhere_through_preset_and_loader(tmp_path: Path) -> None:
     model = build("tiny-projector", seed=1)
     assert isinstance(model, PatchProjector) and isinstance(model, Producer)
     assert not isinstance(model, Reconstructor) and not isinstance(model, Trainable)
     cb = extract_codebook(model, "gaussian", n=6, size=8, null_trials=20)
     assert cb.dim == 3 and cb.meta.producer.kind == "patch_projector"
-    assert [c.name for c in cb.meta.quality.controls] == ["untrained", "shuffled_calibration"]
+    controls = cb.meta.quality.controls  # gaussian calibration: no shuffle (i.i.d. pixels)
+    assert [c.name for c in controls] == ["untrained", "other_calibration", "constant_input"]
     features = compute_features(model, cb, load_shapes(4, 8, seed=0).with_channels(1))
     assert features["hist"].shape == (4, cb.size)
     model.save_pretrained(tmp_path / "proj")

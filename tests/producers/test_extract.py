@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from geolip import Codebook
-from geolip.producers.controls import shuffle_pixels
+from geolip.data.noise import calibration_set
+from geolip.producers.controls import (
+    IID_CALIBRATIONS,
+    control_inputs,
+    other_calibration,
+    shuffle_pixels,
+)
 from geolip.producers.extract import extract_codebook
 from geolip.producers.presets import build
 from geolip.producers.rows import aggregate_rows, collect_rows
@@ -19,6 +26,7 @@ def tiny_solver(seed: int = 0) -> SphereSolver:
     return build("h2", **TINY)
 
 
+@pytest.mark.slow
 def test_extraction_records_settings_stats_null_and_controls() -> None:
     model = tiny_solver()
     cb = extract_codebook(model, "sixteen_noise", n=17, seed=3, size=16, null_trials=50)
@@ -41,9 +49,48 @@ def test_extraction_records_settings_stats_null_and_controls() -> None:
     assert ((stats["stability"] >= 0) & (stats["stability"] <= 1 + 1e-6)).all()
     q = meta.quality
     assert q.null.kind == "rows" and q.null.n_trials == 50
-    assert [c.name for c in q.controls] == ["untrained", "shuffled_calibration"]
+    names = ["untrained", "other_calibration", "constant_input", "shuffled_calibration"]
+    assert [c.name for c in q.controls] == names and q.controls_skipped == []
     for control in q.controls:
-        assert 0 <= control.null_percentile <= 100 and control.distance_to_observed >= 0
+        assert 0 <= control.null_percentile <= 100 and 0 <= control.distance_to_observed <= 2**0.5
+        # the distance null: i.i.d. pairs of K ~ 10 axes in R^4 sit ~0.5 apart, never 0
+        assert 0.3 < control.distance_null_mean < 0.7 and control.distance_null_sd > 0
+        assert control.distance_null_trials == 16
+        z = (control.distance_to_observed - control.distance_null_mean) / control.distance_null_sd
+        assert control.distance_z == z and 0 <= control.distance_percentile <= 100
+    # the control that re-calibrates the same network lands closer than chance; the others not
+    other = q.controls[1]
+    assert other.distance_z < -2 and other.distance_percentile == 0
+    assert q.effective_rank_null_trials == 50 and q.effective_rank_null_sd > 0
+    # the erank of K ~ 10 axes in R^4 is i.i.d.-like: within 4 null sds of the null mean
+    assert abs(q.effective_rank - q.effective_rank_null_mean) < 4 * q.effective_rank_null_sd
+
+
+@pytest.mark.slow
+def test_iid_calibration_skips_the_shuffle_with_a_reason_and_runs_the_others() -> None:
+    cb = extract_codebook(tiny_solver(), "gaussian", n=8, size=16, null_trials=20)
+    q = cb.meta.quality
+    assert [c.name for c in q.controls] == ["untrained", "other_calibration", "constant_input"]
+    assert [s.name for s in q.controls_skipped] == ["shuffled_calibration"]
+    assert "i.i.d." in q.controls_skipped[0].reason
+
+
+@pytest.mark.parametrize("calibration", ["gaussian", "uniform", "sixteen_noise", "ood_sixteen"])
+def test_every_calibration_control_changes_its_input(calibration: str) -> None:
+    images = calibration_set(calibration, 8, size=16, seed=4)[0]
+    runs, skipped = control_inputs(calibration, images, seed=4)
+    assert other_calibration(calibration) != calibration
+    for name, (inputs, _) in runs.items():
+        assert inputs.shape == images.shape and inputs.dtype == images.dtype, name
+        assert (inputs - images).abs().max() > 0.5, name  # really another input
+    assert torch.equal(runs["constant_input"][0], torch.zeros_like(images))
+    assert runs["other_calibration"][0].std() > 0.1  # not itself a constant control
+    iid = calibration in IID_CALIBRATIONS
+    assert ("shuffled_calibration" in runs) is not iid
+    assert [s.name for s in skipped] == (["shuffled_calibration"] if iid else [])
+    if not iid:  # the shuffle keeps each image-channel's values but moves them
+        shuffled = runs["shuffled_calibration"][0]
+        assert torch.equal(shuffled.flatten(2).sort(-1).values, images.flatten(2).sort(-1).values)
 
 
 def test_extraction_is_deterministic_and_leaves_global_rng_alone() -> None:
@@ -85,8 +132,13 @@ def test_untrained_twin_is_same_architecture_other_weights() -> None:
     assert torch.equal(model.untrained_twin(5).enc_in.weight, twin.enc_in.weight)
 
 
+@pytest.mark.slow
 def test_extracted_codebook_round_trips(tmp_path) -> None:
     cb = extract_codebook(tiny_solver(), "uniform", n=4, size=8, null_trials=20)
     cb.save(tmp_path / "cb")
     loaded = Codebook.load(tmp_path / "cb")
     assert loaded.id == cb.id and loaded.meta == cb.meta
+    q = loaded.meta.quality  # observed, untrained and control reports all came back
+    assert [c.name for c in q.controls] == ["untrained", "other_calibration", "constant_input"]
+    assert q.controls == cb.meta.quality.controls and q.controls_skipped
+    assert all(c.distance_null_mean is not None for c in q.controls)

@@ -34,6 +34,7 @@ def test_shipped_weights_reconstruct_far_better_than_a_fresh_init(
     assert mse < mse_below < fresh_mse
 
 
+@pytest.mark.slow
 def test_extract_from_a_shipped_producer_needs_no_training() -> None:
     cb = extract_codebook(load_producer("pretrained:h2-gaussian"), "gaussian", n=8, null_trials=20)
     assert cb.dim == 4 and 1 <= cb.size <= 32

@@ -137,7 +137,10 @@ def test_patch_order_is_raster() -> None:
     assert torch.equal(changed, expected)
 
 
-@pytest.mark.parametrize(("h", "w"), [(12, 20), (30, 45), (14, 6), (9, 9)])
+@pytest.mark.parametrize(
+    ("h", "w"),  # the largest image only in the full run: `-m "not slow"` keeps three shapes
+    [(12, 20), pytest.param(30, 45, marks=pytest.mark.slow), (14, 6), (9, 9)],
+)
 @pytest.mark.parametrize("tile", [1, 2, 3, 5])
 @pytest.mark.parametrize("overrides", [{"n_cross": 0}, {"n_cross": 2, "readout": "bypass"}])
 def test_tiled_equals_direct_without_cross_attention(

@@ -15,12 +15,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from geolip.errors import CheckpointError
+from geolip.errors import CheckpointError, TrainingInterrupted
 from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.loading import load_producer
-from geolip.producers.presets import build, train_config
+from geolip.producers.presets import build, train_config, train_preset
 from geolip.producers.sphere_solver import SphereSolver
 from geolip.producers.train import Trainer
+from geolip.solvers.null import row_spectrum_null
 
 TINY_MODEL = {"V": 8, "D": 4, "patch_size": 4, "hidden": 16, "depth": 1, "n_cross": 1}
 TINY_TRAIN = {
@@ -44,13 +45,21 @@ def run(out: Path, resume: bool = False, **overrides) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow
 def test_training_lowers_validation_mse(tmp_path: Path) -> None:
     trainer = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "epochs": 1}), tmp_path)
     before = trainer.evaluate()["mse"]
-    history = run(tmp_path / "run", epochs=3, steps_per_epoch=20, lr=3e-3).history
+    trained = run(tmp_path / "run", epochs=3, steps_per_epoch=20, lr=3e-3)
+    history = trained.history
     assert history[-1]["mse"] < before
     assert set(history[-1]["mse_per_type"]) == set(TINY_TRAIN["noises"])
     assert 1.0 <= history[-1]["effective_rank"] <= 4.0
+    last = history[-1]  # every spectral statistic beside its i.i.d.-rows null, the same each epoch
+    expected = row_spectrum_null(8, 4, last["null_matrices"], seed=trained.config.seed)
+    assert last["effective_rank_null_mean"] == expected.summary()["effective_rank_null_mean"]
+    assert 3.5 < last["effective_rank_null_mean"] < 4.0 and last["effective_rank_null_sd"] > 0
+    assert last["s0_over_sd_null_mean"] > 1 and last["s0_over_sd_null_sd"] > 0
+    assert last["effective_rank_null_mean"] == history[0]["effective_rank_null_mean"]
     assert len(history[-1]["alpha_mean"]) == 1  # one cross-attention layer
 
 
@@ -76,6 +85,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_equals_the_uninterrupted_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,11 +97,11 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
 
     def dying_step(self: Trainer) -> float:
         if self.step == 8:  # after the step-6 checkpoint, before the next one
-            raise KeyboardInterrupt
+            raise RuntimeError("simulated crash")  # not Ctrl-C: nothing more is saved
         return real_step(self)
 
     monkeypatch.setattr(Trainer, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         crashed.fit(progress=False)
     monkeypatch.setattr(Trainer, "train_step", real_step)
     assert load_checkpoint(tmp_path / "crash" / "latest").config["step"] == 6
@@ -100,6 +110,85 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
     a, b = _weights(tmp_path / "full" / "latest"), _weights(tmp_path / "crash" / "latest")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.history == full.history
+
+
+@pytest.mark.parametrize("stop_at", [8, 0])  # mid-run, and before any checkpoint existed
+def test_ctrl_c_saves_the_interrupted_step_and_resumes_to_the_same_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int
+) -> None:
+    full = run(tmp_path / "full", save_every=5)
+    stopped = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "save_every": 5}), tmp_path / "c")
+    real_step = Trainer.train_step
+
+    def interrupted_step(self: Trainer) -> float:
+        if self.step == stop_at:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupted_step)
+    with pytest.raises(TrainingInterrupted) as info:
+        stopped.fit(progress=False)
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert isinstance(info.value, KeyboardInterrupt) and info.value.step == stop_at
+    assert load_checkpoint(tmp_path / "c" / "latest").config["step"] == stop_at
+    resumed = run(tmp_path / "c", resume=True, save_every=5)
+    assert resumed.step == full.step == 12
+    a, b = _weights(tmp_path / "full" / "latest"), _weights(tmp_path / "c" / "latest")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history == full.history
+
+
+def test_a_real_sigint_is_deferred_to_the_end_of_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = Trainer(tiny(), train_config("h2", **TINY_TRAIN), tmp_path)
+    real_step = Trainer.train_step
+
+    def step_then_signal(self: Trainer) -> float:
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(progress=False)
+    assert load_checkpoint(tmp_path / "latest").config["step"] == 4  # the step completed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resume_with_more_epochs_extends_the_run_on_the_new_cosine(tmp_path: Path) -> None:
+    first = run(tmp_path, epochs=1)
+    assert first.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    longer = Trainer(
+        tiny(), train_config("h2", **{**TINY_TRAIN, "epochs": 3}), tmp_path, resume=True
+    )
+    base = longer.scheduler.base_lrs[0]
+    # the remaining epochs follow CosineAnnealingLR(T_max=3) from epoch 1
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(base * 0.75)
+    longer.fit(progress=False)
+    assert longer.step == 18 and longer.epoch == 3 and len(longer.history) == 3
+    assert longer.history[0] == first.history[0]
+    assert load_checkpoint(tmp_path / "latest").config["train"]["epochs"] == 3
+    with pytest.raises(ValueError, match="already completed 3 epochs"):
+        Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "epochs": 2}), tmp_path, resume=True)
+
+
+def test_train_preset_resume_defaults_to_the_checkpoint_and_names_changed_fields(
+    tmp_path: Path,
+) -> None:
+    small = {k: v for k, v in TINY_TRAIN.items() if k != "epochs"}
+    train_preset(
+        "h2", tmp_path, seed=3, progress=False, model_overrides=TINY_MODEL, epochs=1, **small
+    )
+    resumed = train_preset("h2", tmp_path, resume=True, progress=False, epochs=2)
+    assert resumed.step == 12 and resumed.config.seed == 3
+    with pytest.raises(ValueError, match=r"lr: 0\.001 → 0\.5") as info:
+        train_preset("h2", tmp_path, resume=True, progress=False, lr=0.5, batch_size=2)
+    assert "batch_size: 4 → 2" in str(info.value) and "epochs:" not in str(info.value)
+    with pytest.raises(ValueError, match=r"model config differs.*hidden: 16 → 32"):
+        train_preset("h2", tmp_path, resume=True, progress=False, model_overrides={"hidden": 32})
+    with pytest.raises(ValueError, match="preset 'h2', not 'h2a'"):
+        train_preset("h2a", tmp_path, resume=True, progress=False)
 
 
 def _train_cli(out: Path, *extra: str) -> list[str]:
@@ -180,7 +269,7 @@ def test_distributed_training_with_gloo_two_processes(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_different_recipe_and_corrupt_checkpoints(tmp_path: Path) -> None:
     run(tmp_path)
-    with pytest.raises(ValueError, match="train config differs"):
+    with pytest.raises(ValueError, match=r"train config differs.*\(lr: 0\.001 → 0\.5\)"):
         Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "lr": 0.5}), tmp_path, resume=True)
     (tmp_path / "latest" / "optimizer.safetensors").write_bytes(b"\x00" * 12)
     with pytest.raises(CheckpointError, match=r"optimizer.safetensors: not a valid safetensors"):

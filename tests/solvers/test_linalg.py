@@ -147,6 +147,7 @@ def test_tiny_and_huge_scale(scale: float, dtype: torch.dtype) -> None:
 # Backward
 
 
+@pytest.mark.slow
 @settings(max_examples=8)
 @given(seed=seeds, shape=st.sampled_from([(3, 3), (6, 3), (7, 4)]))
 def test_gradcheck_of_gauge_invariant_functions(seed: int, shape: tuple[int, int]) -> None:

@@ -264,6 +264,7 @@ def test_effective_rank_rejects_negative_values() -> None:
 positive_spectra = st.lists(st.floats(1e-3, 1e3), min_size=1, max_size=32)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(positive_spectra, st.floats(1e-6, 1e6), st.randoms(use_true_random=False))
 def test_effective_rank_invariants(values: list[float], scale: float, rnd) -> None:

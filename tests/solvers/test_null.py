@@ -50,6 +50,7 @@ def test_pair_counts_fall_with_dimension_as_in_spec_b4(dim: int, pairs: float, a
     assert null.axes.mean() == pytest.approx(axes, abs=0.3)
 
 
+@pytest.mark.slow
 def test_v48_d4_and_v256_d16_reproduce_spec_b4() -> None:
     v48 = null_codebook_stats(48, 4)
     assert v48.pairs.mean() == pytest.approx(10.98, abs=0.4)

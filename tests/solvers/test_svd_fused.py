@@ -4,6 +4,7 @@ Triton's interpreter on the CPU (same kernel source, numpy semantics)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -23,6 +24,19 @@ SHAPES = (
     if DEVICE == "cuda"
     else [(48, 4), (9, 3), (7, 5), (10, 8), (18, 16)]
 )
+# the interpreter takes seconds a case: on the CPU, `-m "not slow"` keeps one small shape
+FAST_SHAPE = (9, 3)
+
+
+def shape_cases(shapes: list[tuple[int, int]]) -> list[object]:
+    """``shapes`` as parameters, all but FAST_SHAPE marked slow when the kernels interpret."""
+    slow = () if DEVICE == "cuda" else (pytest.mark.slow,)
+    return [pytest.param(v, d, marks=() if (v, d) == FAST_SHAPE else slow) for v, d in shapes]
+
+
+def slow_on_cpu(test: Callable[..., None]) -> Callable[..., None]:
+    """The other checks of the kernels interpret for seconds each on the CPU: full run only."""
+    return pytest.mark.slow(test) if DEVICE == "cpu" else test
 
 
 def adversarial(v: int, d: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -57,7 +71,7 @@ def one_program_per_kernel(d: int, monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
 
-@pytest.mark.parametrize(("v", "d"), SHAPES)
+@pytest.mark.parametrize(("v", "d"), shape_cases(SHAPES))
 def test_forward_matches_float64_reference_on_hard_inputs(
     v: int, d: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,8 +90,14 @@ def test_forward_matches_float64_reference_on_hard_inputs(
     assert torch.all(s64[:, :-1] >= s64[:, 1:])
 
 
-@pytest.mark.parametrize(("v", "d"), [*SHAPES[:3], SHAPES[-1]])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("v", "d"), shape_cases([*SHAPES[:3], SHAPES[-1]]))
+@pytest.mark.parametrize(
+    "dtype",  # float32 (both kernels) stays in `-m "not slow"` on the CPU, float64 is slow
+    [
+        pytest.param(torch.float64, marks=() if DEVICE == "cuda" else pytest.mark.slow),
+        torch.float32,
+    ],
+)
 def test_backward_agrees_with_the_eigh_path(
     v: int, d: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +125,7 @@ def test_backward_agrees_with_the_eigh_path(
     assert (eigh - fused).norm() / eigh.norm() < tol
 
 
+@slow_on_cpu
 def test_gradcheck_of_a_gauge_invariant_loss() -> None:
     gen = torch.Generator().manual_seed(3)
     shape = (3, 7, 3) if DEVICE == "cuda" else (1, 4, 2)
@@ -126,6 +147,7 @@ def test_support_and_refusals() -> None:
         gram_svd(torch.randn(2, 8, 4), method="cusolver")  # type: ignore[arg-type]
 
 
+@slow_on_cpu
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**16), d=st.sampled_from([2, 3, 4]), v=st.integers(4, 9))
 def test_singular_values_are_invariant_and_vectors_equivariant_under_rotation(
@@ -154,6 +176,7 @@ def _with_condition(v: int, d: int, ratio: float, n: int, seed: int) -> torch.Te
     return ((q * sv) @ w.mT).float()
 
 
+@slow_on_cpu
 def test_orthonormal_on_either_side_of_the_conditioning_switch() -> None:
     """Matrices just above WELL_CONDITIONED take the fast kernel's U = M Q / S, those just below
     are flagged and re-orthonormalised by the robust kernel, in one batch and in programs of
@@ -175,6 +198,7 @@ def test_orthonormal_on_either_side_of_the_conditioning_switch() -> None:
         assert ((s - ref).abs() / ref[:, :1]).max() < 1e-6
 
 
+@slow_on_cpu
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
     """One thread per matrix, several threads per matrix, and other row-tile heights agree.
@@ -209,6 +233,7 @@ def _fast_kernel_flags(m: torch.Tensor) -> torch.Tensor:
     return ill.cpu()
 
 
+@slow_on_cpu
 def test_one_sided_sweeps_settle_or_hand_the_matrix_to_the_robust_kernel(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
