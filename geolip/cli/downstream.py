@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from geolip.cli import output
-from geolip.cli.outputs import claim_output
+from geolip.cli.out_path import claim_output
 
 JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 PRODUCER = typer.Argument(..., help="Checkpoint folder, upstream file or pretrained:NAME.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from geolip.cli import output
-from geolip.cli.outputs import claim_output
+from geolip.cli.out_path import claim_output
 
 if TYPE_CHECKING:
     from geolip.hub import HubTarget, PublishedCommit, Snapshot

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from geolip.cli import output
-from geolip.cli.outputs import claim_output
+from geolip.cli.out_path import claim_output
 from geolip.errors import TrainingInterrupted
 
 EXIT_INTERRUPTED = 130

@@ -24,7 +24,7 @@ from geolip.codebook.schema import SkippedControl
 from geolip.data.noise import CALIBRATIONS, calibration_set
 from geolip.producers.contract import Producer
 from geolip.producers.rows import rows_to_axes
-from geolip.solvers.alignment import distance_null, distance_percentile
+from geolip.solvers.alignment import distance_null, distance_percentile, distance_z_score
 from geolip.solvers.null import null_codebook_stats
 from geolip.solvers.projective import deviation, statute
 
@@ -56,15 +56,26 @@ def other_calibration(name: str) -> str:
     return other
 
 
+def skipped_controls(calibration: str) -> list[SkippedControl]:
+    """The controls :func:`extraction_controls` skips for ``calibration``, with reasons."""
+    if calibration not in IID_CALIBRATIONS:
+        return []
+    reason = (
+        f"{calibration!r} calibration has i.i.d. pixels: shuffling them leaves its "
+        "distribution unchanged, so the control could not fail"
+    )
+    return [SkippedControl(name="shuffled_calibration", reason=reason)]
+
+
 def control_inputs(
     calibration: str, images: torch.Tensor, seed: int
-) -> tuple[dict[str, tuple[torch.Tensor, str]], list[SkippedControl]]:
-    """The inputs of the calibration controls, in run order, and the controls skipped.
+) -> dict[str, tuple[torch.Tensor, str]]:
+    """The inputs of the calibration controls, in run order.
 
     Returns:
         ``{name: (inputs (N, C, H, W) like ``images``, description)}`` for
-        ``other_calibration``, ``constant_input`` and (unless ``calibration`` is in
-        :data:`IID_CALIBRATIONS`) ``shuffled_calibration``; and the skipped controls with reasons.
+        ``other_calibration``, ``constant_input`` and, unless :func:`skipped_controls` skips it,
+        ``shuffled_calibration``.
     """
     n, c, h, w = images.shape
     other = other_calibration(calibration)
@@ -84,26 +95,12 @@ def control_inputs(
         ),
         "constant_input": (torch.zeros_like(images), "all-zero images (a constant input)"),
     }
-    skipped = []
-    if calibration in IID_CALIBRATIONS:
-        skipped.append(
-            SkippedControl(
-                name="shuffled_calibration",
-                reason=f"{calibration!r} calibration has i.i.d. pixels: shuffling them leaves "
-                "its distribution unchanged, so the control could not fail",
-            )
-        )
-    else:
+    if not skipped_controls(calibration):
         runs["shuffled_calibration"] = (
             shuffle_pixels(images, seed + 2),
             "calibration pixels permuted within each image and channel",
         )
-    return runs, skipped
-
-
-def skipped_controls(calibration: str) -> list[SkippedControl]:
-    """The controls :func:`extraction_controls` skips for ``calibration``, with reasons."""
-    return control_inputs(calibration, torch.zeros(1, 1, 2, 2), 0)[1]
+    return runs
 
 
 def extraction_controls(
@@ -140,8 +137,7 @@ def extraction_controls(
     null = null_codebook_stats(v, observed.dim, null_trials, "rows", ext.pair_threshold, seed)
     make_untrained = untrained or (lambda: producer.untrained_twin(seed + 1))
     runs = {"untrained": (make_untrained(), images, "same architecture, fresh initialisation")}
-    inputs_of, _ = control_inputs(ext.calibration, images, seed)
-    for label, (inputs, description) in inputs_of.items():
+    for label, (inputs, description) in control_inputs(ext.calibration, images, seed).items():
         runs[label] = (producer, inputs, description)
     reports = []
     for label, (model, inputs, description) in runs.items():  # type: ignore[assignment]
@@ -155,7 +151,6 @@ def extraction_controls(
         null_d = distance_null(
             observed.size, control.size, observed.dim, null_trials=distance_null_trials, seed=seed
         )
-        null_sd = null_d.std().item()
         reports.append(
             ControlReport(
                 name=label,
@@ -167,9 +162,9 @@ def extraction_controls(
                 null_percentile=null.percentile(dev),
                 distance_to_observed=distance,
                 distance_null_mean=null_d.mean().item(),
-                distance_null_sd=null_sd,
+                distance_null_sd=null_d.std().item(),
                 distance_null_trials=distance_null_trials,
-                distance_z=(distance - null_d.mean().item()) / null_sd if null_sd > 0 else None,
+                distance_z=distance_z_score(distance, null_d.mean().item(), null_d.std().item()),
                 distance_percentile=distance_percentile(distance, null_d),
             )
         )

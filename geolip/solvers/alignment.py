@@ -107,9 +107,7 @@ class ProjectiveAlignment:
         when its std is ≤ NULL_STD_FLOOR."""
         if self.null_distance_mean is None or self.null_distance_std is None:
             return None
-        if self.null_distance_std <= NULL_STD_FLOOR:
-            return None
-        return (self.rms_chordal - self.null_distance_mean) / self.null_distance_std
+        return distance_z_score(self.rms_chordal, self.null_distance_mean, self.null_distance_std)
 
     @property
     def distance_percentile(self) -> float | None:
@@ -539,6 +537,11 @@ def distance_percentile(value: float, null: torch.Tensor) -> float:
     below = int((null < value).sum())
     ties = int((null == value).sum())
     return 100.0 * (below + 0.5 * ties) / null.numel()
+
+
+def distance_z_score(value: float, null_mean: float, null_std: float) -> float | None:
+    """(value − null_mean) / null_std; ``None`` when the std is ≤ NULL_STD_FLOOR."""
+    return None if null_std <= NULL_STD_FLOOR else (value - null_mean) / null_std
 
 
 def distance_null(

@@ -12,6 +12,7 @@ from geolip.producers.controls import (
     control_inputs,
     other_calibration,
     shuffle_pixels,
+    skipped_controls,
 )
 from geolip.producers.extract import extract_codebook
 from geolip.producers.presets import build
@@ -78,7 +79,7 @@ def test_iid_calibration_skips_the_shuffle_with_a_reason_and_runs_the_others() -
 @pytest.mark.parametrize("calibration", ["gaussian", "uniform", "sixteen_noise", "ood_sixteen"])
 def test_every_calibration_control_changes_its_input(calibration: str) -> None:
     images = calibration_set(calibration, 8, size=16, seed=4)[0]
-    runs, skipped = control_inputs(calibration, images, seed=4)
+    runs, skipped = control_inputs(calibration, images, seed=4), skipped_controls(calibration)
     assert other_calibration(calibration) != calibration
     for name, (inputs, _) in runs.items():
         assert inputs.shape == images.shape and inputs.dtype == images.dtype, name
