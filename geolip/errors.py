@@ -133,6 +133,20 @@ class IncompatibleInputError(GeolipError, ValueError):
     the producer's, features a head was not trained on. Raised before any work starts."""
 
 
+class InvalidOptionError(GeolipError, ValueError):
+    """A command-line option has a value the command cannot use (a usage error, exit 2).
+
+    Attributes:
+        option: the option as typed, e.g. ``--lr`` or ``--model``.
+        problem: what is wrong with its value, in one line.
+    """
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"{option}: {problem}")
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped training after a whole step; ``latest/`` was saved at that step.
 

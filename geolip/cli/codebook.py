@@ -8,16 +8,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.options import FORCE, JSON, command_group
 from geolip.cli.out_path import claim_output
 
 if TYPE_CHECKING:
     from geolip.codebook import Codebook
 
-codebook_app = typer.Typer(
-    help="Make, inspect, verify and combine codebook artifacts.", no_args_is_help=True
-)
+codebook_app = command_group("Make, inspect, verify and combine codebook artifacts.")
 
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 NULL_TRIALS = typer.Option(300, "--null-trials", min=10, help="Trials of the i.i.d. null model.")
 TOL = typer.Option(5.0, "--tol-deg", min=0.0, help="Projective angle (deg) that counts as equal.")
 NULL_SEED_SALT = 0x6E756C6C
@@ -28,7 +26,6 @@ COUNT_NULL_TRIALS = typer.Option(
     min=0,
     help="Random codebooks behind the expected count (0: none; each costs one alignment).",
 )
-FORCE = typer.Option(False, "--force", help="Overwrite an existing --out.")
 
 
 def _load(path: Path) -> Codebook:
@@ -102,12 +99,14 @@ def random(
     d: int = typer.Option(..., "--d", min=2, help="Dimension D."),
     out: Path = typer.Option(..., "--out", help="Artifact folder (or *.safetensors) to write."),
     seed: int = typer.Option(0, "--seed", help="Seed of the Gaussian rows."),
-    name: str = typer.Option("", "--name", help="Name; default random-K<k>-D<d>-s<seed>."),
+    name: str = typer.Option(
+        "", "--name", help="Name of the codebook.", show_default="random-K<k>-D<d>-s<seed>"
+    ),
     null_trials: int = NULL_TRIALS,
     force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Write an i.i.d. null codebook: K uniform random axes of R^D."""
+    """Write a random codebook (the null): K uniform random axes of R^D, drawn i.i.d."""
     output.set_json_mode(json_out)
     claim_output(out, kind="artifact", force=force)
     from geolip.codebook import Codebook
@@ -168,7 +167,9 @@ def merge(
     out: Path = typer.Option(..., "--out", help="Where to write the merged artifact."),
     tol_deg: float = TOL,
     no_align: bool = NO_ALIGN,
-    name: str = typer.Option("", "--name"),
+    name: str = typer.Option(
+        "", "--name", help="Name of the merged codebook.", show_default="FIRST+SECOND"
+    ),
     null_trials: int = COUNT_NULL_TRIALS,
     force: bool = FORCE,
     json_out: bool = JSON,
@@ -212,7 +213,12 @@ def diff(
     second: Path = typer.Argument(..., help="Codebook to compare against."),
     tol_deg: float = TOL,
     no_align: bool = NO_ALIGN,
-    out: Path | None = typer.Option(None, "--out", help="Write the unmatched axes as a codebook."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Write the unmatched axes as a codebook.",
+        show_default="report only",
+    ),
     null_trials: int = COUNT_NULL_TRIALS,
     force: bool = FORCE,
     json_out: bool = JSON,
@@ -258,7 +264,9 @@ def extend(
     base: Path = typer.Argument(..., help="Codebook to extend."),
     axes: Path = typer.Option(..., "--axes", help="Codebook artifact or .npy (K, D) of new axes."),
     out: Path = typer.Option(..., "--out"),
-    name: str = typer.Option("", "--name"),
+    name: str = typer.Option(
+        "", "--name", help="Name of the extended codebook.", show_default="BASE's name"
+    ),
     force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
@@ -280,7 +288,9 @@ def extend(
 def align(
     reference: Path = typer.Argument(..., help="Codebook that defines the frame."),
     moving: Path = typer.Argument(..., help="Codebook to align onto REFERENCE."),
-    out: Path | None = typer.Option(None, "--out", help="Write MOVING rotated into the frame."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write MOVING rotated into the frame.", show_default="report only"
+    ),
     proper: bool = typer.Option(False, "--proper", help="Rotations only (SO(D)), no reflections."),
     null_trials: int = typer.Option(
         16, "--null-trials", min=0, help="Random pairs for the z-score."

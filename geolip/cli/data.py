@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import typer
-
 from geolip.cli import output
+from geolip.cli.options import JSON, command_group
 
-data_app = typer.Typer(help="Offline datasets that a SPEC names.", no_args_is_help=True)
+data_app = command_group("Offline datasets that a SPEC names.")
 
 
 @data_app.command("list")
 def data_list(
-    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document."),
+    json_out: bool = JSON,
 ) -> None:
-    """Every dataset source a SPEC can name (``NAME:key=value,...``), with its options' types,
+    """Every dataset source a SPEC (NAME:key=value,...) can name, with its options' types,
     defaults and limits."""
     output.set_json_mode(json_out)
     from dataclasses import asdict

@@ -14,18 +14,26 @@ from typing import Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.options import FORCE, JSON, command_group, dataset_spec
 from geolip.cli.out_path import claim_output
 
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 PRODUCER = typer.Argument(..., help="Checkpoint folder, upstream file or pretrained:NAME.")
 CODEBOOK = typer.Option(..., "--codebook", help="The producer's codebook artifact.")
-DATASET = typer.Option(..., "--dataset", help="Dataset spec, e.g. shapes:n=600,size=64.")
-CACHE = typer.Option(None, "--cache-dir", help="Feature cache (default ~/.cache/geolip).")
+DATASET = typer.Option(
+    ..., "--dataset", help="Dataset spec, e.g. shapes:n=600,size=64.", parser=dataset_spec
+)
+CACHE = typer.Option(
+    None,
+    "--cache-dir",
+    help="Feature cache.",
+    show_default="$GEOLIP_FEATURES_CACHE, else $GEOLIP_CACHE_DIR/features, "
+    "else ~/.cache/geolip/features",
+)
 NO_CACHE = typer.Option(False, "--no-cache", help="Compute without reading or writing a cache.")
 BATCH = typer.Option(32, "--batch-size", min=1, help="Images encoded at once.")
 
-classify_app = typer.Typer(help="Heads on frozen codebook features.", no_args_is_help=True)
-ood_app = typer.Typer(help="Out-of-distribution scores of a frozen producer.", no_args_is_help=True)
+classify_app = command_group("Heads on frozen codebook features.")
+ood_app = command_group("Out-of-distribution scores of a frozen producer.")
 
 
 def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
@@ -102,11 +110,17 @@ def classify_train(
     epochs: int = typer.Option(100, "--epochs", min=1),
     lr: float = typer.Option(3e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
-    test: list[str] = typer.Option([], "--test", help="Dataset spec to evaluate on (repeat)."),
+    test: list[str] = typer.Option(
+        [],
+        "--test",
+        help="Dataset spec to evaluate on (repeat).",
+        parser=dataset_spec,
+        show_default="none",
+    ),
     batch_size: int = BATCH,
     cache_dir: Path | None = CACHE,
     no_cache: bool = NO_CACHE,
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
     """Train a head on frozen features of one dataset; optionally evaluate it on others."""
@@ -144,7 +158,9 @@ def classify_eval(
     head_path: Path = typer.Argument(..., help="Head file written by classify train."),
     source: str = PRODUCER,
     codebook: Path = CODEBOOK,
-    dataset: list[str] = typer.Option(..., "--dataset", help="Dataset spec (repeat)."),
+    dataset: list[str] = typer.Option(
+        ..., "--dataset", help="Dataset spec (repeat).", parser=dataset_spec
+    ),
     batch_size: int = BATCH,
     cache_dir: Path | None = CACHE,
     no_cache: bool = NO_CACHE,
@@ -183,11 +199,13 @@ def ood_score(
     dataset: str = DATASET,
     null_trials: int = typer.Option(16, "--null-trials", min=0, help="0, or >= 2."),
     per_image: bool = typer.Option(False, "--per-image", help="Also list every image's distance."),
-    id_dataset: str = typer.Option(
-        "",
+    id_dataset: str | None = typer.Option(
+        None,
         "--id-dataset",
         help="In-distribution data: split into batches of the scored size, they give the null "
         "the score is placed in (batch.id_percentile).",
+        parser=dataset_spec,
+        show_default="none: the random-codebook null only",
     ),
     batch_size: int = BATCH,
     json_out: bool = JSON,
@@ -229,8 +247,12 @@ def ood_score(
 def ood_eval(
     source: str = PRODUCER,
     codebook: Path = CODEBOOK,
-    id_spec: str = typer.Option(..., "--id", help="In-distribution dataset spec (split in two)."),
-    ood: list[str] = typer.Option(..., "--ood", help="OOD dataset spec (repeat)."),
+    id_spec: str = typer.Option(
+        ..., "--id", help="In-distribution dataset spec (split in two).", parser=dataset_spec
+    ),
+    ood: list[str] = typer.Option(
+        ..., "--ood", help="OOD dataset spec (repeat).", parser=dataset_spec
+    ),
     fit_fraction: float = typer.Option(0.5, "--fit-fraction", min=0.05, max=0.95),
     feature: str = typer.Option("mean", "--feature", help="Features of Mahalanobis and kNN."),
     k: int = typer.Option(5, "--k", min=1, help="kNN neighbour."),

@@ -8,35 +8,38 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from geolip.cli import output
+from geolip.cli.options import FORCE, JSON, command_group
 from geolip.cli.out_path import claim_output
 
 if TYPE_CHECKING:
     from geolip.hub import HubTarget, PublishedCommit, Snapshot
 
-model_app = typer.Typer(
-    help="Publish and fetch producers (models that emit codebooks) on the Hub.",
-    no_args_is_help=True,
-)
+model_app = command_group("Publish and fetch producers (models that emit codebooks) on the Hub.")
 
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
-FORCE = typer.Option(False, "--force", help="Overwrite an existing --out.")
-REVISION = typer.Option(None, "--revision", help="Branch to push to (default main).")
-PIN = typer.Option(None, "--revision", help="Branch, tag or commit sha (default main).")
+REVISION = typer.Option(None, "--revision", help="Branch to push to.", show_default="main")
+PIN = typer.Option(None, "--revision", help="Branch, tag or commit sha.", show_default="main")
 PRIVATE = typer.Option(False, "--private", help="Create the repo private (new repos only).")
 ENDPOINT = typer.Option(
-    None, "--endpoint", help="Hub URL (default https://huggingface.co or HF_ENDPOINT)."
+    None, "--endpoint", help="Hub URL.", show_default="$HF_ENDPOINT, else https://huggingface.co"
 )
-TOKEN = typer.Option(None, "--token", help="Access token (default: HF_TOKEN or the saved login).")
+TOKEN = typer.Option(
+    None, "--token", help="Access token.", show_default="$HF_TOKEN, else the saved login"
+)
 BASE_MODEL = typer.Option(
-    None, "--base-model", help="Hub repo of a parent, named in the card (repeatable)."
+    None,
+    "--base-model",
+    help="Hub repo of a parent, named in the card (repeatable).",
+    show_default="none",
 )
 LICENSE = typer.Option("apache-2.0", "--license", help="License id for the card.")
-MESSAGE = typer.Option(None, "--message", help="Commit message.")
+MESSAGE = typer.Option(
+    None, "--message", help="Commit message.", show_default="one naming the artifact"
+)
 CACHE = typer.Option(
     None,
     "--cache-dir",
-    help="geolip's verified store (default $GEOLIP_HUB_CACHE, else $GEOLIP_CACHE_DIR/hub, "
-    "else ~/.cache/geolip/hub).",
+    help="geolip's verified store.",
+    show_default="$GEOLIP_HUB_CACHE, else $GEOLIP_CACHE_DIR/hub, else ~/.cache/geolip/hub",
 )
 
 
@@ -109,7 +112,7 @@ def codebook_pull(
     endpoint: str | None = ENDPOINT,
     token: str | None = TOKEN,
     expect_id: str | None = typer.Option(
-        None, "--expect-id", help="Refuse unless the codebook has this id."
+        None, "--expect-id", help="Refuse unless the codebook has this id.", show_default="any"
     ),
     cache_dir: Path | None = CACHE,
     force: bool = FORCE,

@@ -149,7 +149,7 @@ def fail(err: BaseException, code: int) -> NoReturn:
     stderr.print(f"[bold red]error:[/] {err}", markup=True, soft_wrap=True)
     if _json_mode:
         doc: dict[str, Any] = {"error": {"type": type(err).__name__, "message": str(err)}}
-        for attr in ("path", "problem", "report"):
+        for attr in ("option", "path", "problem", "report"):
             if getattr(err, attr, None) is not None:
                 doc["error"][attr] = getattr(err, attr)
         sys.stdout.write(json.dumps(doc, indent=2, default=_plain) + "\n")

@@ -2,39 +2,91 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from geolip.cli import output
+from geolip.cli.options import FORCE, JSON, command_group, json_object, options_checked
 from geolip.cli.out_path import claim_output
-from geolip.errors import TrainingInterrupted
+from geolip.errors import InvalidOptionError, TrainingInterrupted
 
 EXIT_INTERRUPTED = 130
 
-train_app = typer.Typer(help="Train producers (models that emit codebooks).", no_args_is_help=True)
-JSON = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
+train_app = command_group("Train producers (models that emit codebooks).")
 
 
-@train_app.command("sphere-solver")
+PRESET_DEFAULT = "the preset's"
+
+
+class PresetRecipesHelp(TyperCommand):
+    """Help that ends with every preset's recipe: the defaults of the training options.
+
+    Built only when help is shown, so parsing the command line never imports torch."""
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        from geolip.producers.presets import PRESETS, train_config
+
+        rows = []
+        for name, preset in PRESETS.items():
+            c = train_config(name)
+            noises = "all 16 noises" if len(c.noises) == 16 else ", ".join(c.noises)
+            rows.append(
+                (
+                    name,
+                    f"--epochs {c.epochs} --steps-per-epoch {c.steps_per_epoch} "
+                    f"--batch-size {c.batch_size} --img-size {c.img_size} --lr {c.lr:g} "
+                    f"--save-every {c.save_every}; {noises}. {preset.note}",
+                )
+            )
+        with formatter.section("Presets (each option's default is its preset's value)"):
+            formatter.write_dl(rows)
+
+
+def _check_preset(name: str) -> None:
+    from geolip.producers.presets import PRESETS
+
+    if name not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise InvalidOptionError("--preset", f"unknown preset {name!r}; known: {known}")
+
+
+@train_app.command("sphere-solver", cls=PresetRecipesHelp)
 def train_sphere_solver(
-    preset: str = typer.Option(
-        ..., "--preset", help="fresnel, freckles, h2, h2a or p_class (any registered preset)."
-    ),
+    preset: str = typer.Option(..., "--preset", help="A registered preset (listed below)."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints latest/ and best/."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1),
-    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", min=1),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
-    img_size: int | None = typer.Option(None, "--img-size", min=1),
-    lr: float | None = typer.Option(None, "--lr"),
-    save_every: int | None = typer.Option(None, "--save-every", min=0, help="Steps."),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Default 0 (on --resume: the checkpoint's)."
+    epochs: int | None = typer.Option(None, "--epochs", min=1, show_default=PRESET_DEFAULT),
+    steps_per_epoch: int | None = typer.Option(
+        None, "--steps-per-epoch", min=1, show_default=PRESET_DEFAULT
     ),
-    noises: str | None = typer.Option(None, "--noises", help="Comma-separated noise names."),
-    model_json: str = typer.Option("{}", "--model", help="JSON overrides of the model config."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, show_default=PRESET_DEFAULT),
+    img_size: int | None = typer.Option(
+        None, "--img-size", min=1, help="Training image side (px).", show_default=PRESET_DEFAULT
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Peak learning rate (> 0).", show_default=PRESET_DEFAULT
+    ),
+    save_every: int | None = typer.Option(
+        None,
+        "--save-every",
+        min=0,
+        help="Steps between rolling checkpoints (0: at epoch ends only).",
+        show_default=PRESET_DEFAULT,
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="On --resume: the checkpoint's.", show_default="0"
+    ),
+    noises: str | None = typer.Option(
+        None,
+        "--noises",
+        help="Comma-separated training noise names (geolip data list: noise).",
+        show_default=PRESET_DEFAULT,
+    ),
+    model_json: str = typer.Option(
+        "{}", "--model", help="JSON overrides of the model config, e.g. '{\"depth\": 2}'."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
     resume: bool = typer.Option(
         False,
@@ -51,8 +103,10 @@ def train_sphere_solver(
     An OUT that already holds files is refused unless --resume (continue) or --force (start
     over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
     output.set_json_mode(json_out)
+    _check_preset(preset)
+    model_overrides = json_object("--model", model_json)
     claim_output(out, kind="folder", force=force, resume=resume)
-    from geolip.producers.presets import train_preset
+    from geolip.producers.presets import get_preset, train_preset
 
     overrides: dict[str, Any] = {
         k: v
@@ -68,18 +122,20 @@ def train_sphere_solver(
     }
     if noises:
         overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    model_config = type(get_preset(preset).model).__name__
     try:
-        trainer = train_preset(
-            preset,
-            out,
-            seed=seed,
-            device=device,
-            resume=resume,
-            progress=not json_out,
-            model_overrides=json.loads(model_json),
-            announce=output.log,
-            **overrides,
-        )
+        with options_checked({model_config: lambda field: "--model"}):
+            trainer = train_preset(
+                preset,
+                out,
+                seed=seed,
+                device=device,
+                resume=resume,
+                progress=not json_out,
+                model_overrides=model_overrides,
+                announce=output.log,
+                **overrides,
+            )
     except TrainingInterrupted as stop:
         command = f"geolip train sphere-solver --preset {preset} --out {out} --resume"
         if device != "cpu":
@@ -119,10 +175,10 @@ def extract(
     seed: int = typer.Option(0, "--seed"),
     aggregation: str = typer.Option("mean", "--aggregation", help="mean or median."),
     null_trials: int = typer.Option(300, "--null-trials", min=10),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out."),
+    force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Extract a producer's codebook with the i.i.d. null and both controls."""
+    """Extract a producer's codebook beside its null (random axes) and the controls."""
     output.set_json_mode(json_out)
     claim_output(out, kind="artifact", force=force)
     from geolip.cli.codebook import summary

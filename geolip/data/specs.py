@@ -10,7 +10,8 @@ Sources and their options (:func:`dataset_catalog` lists them with types, defaul
     ood:kind=rings,n=256,size=64         an OOD noise family
 
 Every source also takes ``channels`` (1 or 3 for colour sources, any C ≥ 1 for grey ones) and
-``standardize`` (a boolean: per-image zero mean, unit std). Each source's options are a
+``standardize`` (a boolean: per-image zero mean, unit std; on by default for image sources,
+off for noise, which is used as generated). Each source's options are a
 pydantic model (:class:`ShapesOptions`, ...): the spec string is split into ``key → text`` by
 :func:`parse_spec`, the model validates it, and anything it refuses (an unknown option, a value
 of the wrong type or out of range) is a one-line :class:`~geolip.errors.DatasetError` naming the
@@ -120,6 +121,7 @@ OodNoise = Literal[OOD_NOISES]  # type: ignore[valid-type]
 
 _SEED = "the seeded shuffle; the same seed gives the same images in the same order"
 _STANDARDIZE = "each image shifted and scaled to zero mean, unit std"
+_STANDARDIZE_IMAGES = _STANDARDIZE + " (on for images, as the producers expect; 0: raw pixels)"
 _COLOUR = "3: colour; 1: grey (the mean of the colour channels)"
 _GREY = "1: grey; C > 1: the grey plane repeated C times"
 _RESIZED = "side in pixels the images are resized to (bilinear, anti-aliased)"
@@ -142,7 +144,7 @@ class ShapesOptions(SpecOptions):
     size: int = Field(64, ge=1, description="side in pixels the scenes are rendered at")
     seed: int = _seed("the scenes drawn; the same seed gives the same scenes at any size")
     channels: ColourChannels = Field(3, description=_COLOUR)
-    standardize: bool = Field(False, description=_STANDARDIZE)
+    standardize: bool = Field(True, description=_STANDARDIZE_IMAGES)
 
 
 class DigitsOptions(SpecOptions):
@@ -152,7 +154,7 @@ class DigitsOptions(SpecOptions):
     size: int = Field(8, ge=1, description=_RESIZED + " (8: as stored)")
     seed: int = _seed()
     channels: int = Field(1, ge=1, description=_GREY)
-    standardize: bool = Field(False, description=_STANDARDIZE)
+    standardize: bool = Field(True, description=_STANDARDIZE_IMAGES)
 
 
 class MnistOptions(SpecOptions):
@@ -165,7 +167,7 @@ class MnistOptions(SpecOptions):
     size: int = Field(28, ge=1, description=_RESIZED + " (28: as stored)")
     seed: int = _seed()
     channels: int = Field(1, ge=1, description=_GREY)
-    standardize: bool = Field(False, description=_STANDARDIZE)
+    standardize: bool = Field(True, description=_STANDARDIZE_IMAGES)
 
 
 class PhotosOptions(SpecOptions):
@@ -176,7 +178,7 @@ class PhotosOptions(SpecOptions):
     size: int | None = Field(None, ge=1, description=_RESIZED + "; the tile side when unset")
     seed: int = _seed()
     channels: ColourChannels = Field(3, description=_COLOUR)
-    standardize: bool = Field(False, description=_STANDARDIZE)
+    standardize: bool = Field(True, description=_STANDARDIZE_IMAGES)
 
 
 _NOISE_N = "number of images"

@@ -224,9 +224,20 @@ def train_head(
 ) -> TrainedHead:
     """Train a head on one kind of ``features`` (see :func:`fit_head`; ``options`` override
     ``config``). ``classes`` names the labels (default ``"0"``, ``"1"``, ...); their count
-    fixes the logits."""
+    fixes the logits.
+
+    Raises:
+        IncompatibleInputError: the training set holds fewer than two classes (a head would
+            score 100 % by answering the one class), before any training.
+    """
     cfg = head_config(config, **options)
     x, y = features[feature], features.labels
+    present = torch.unique(y)
+    if len(present) < 2:
+        only = "no images" if len(y) == 0 else f"only class {int(present[0])} ({len(y)} images)"
+        raise IncompatibleInputError(
+            f"a classification head needs at least two classes to train on; got {only}"
+        )
     names = classes or tuple(str(i) for i in range(int(y.max()) + 1))
     head = fit_head(x, y, len(names), cfg)
     info = HeadInfo(

@@ -19,6 +19,7 @@ from geolip.downstream.features import FeatureKind, compute_features
 from geolip.downstream.ood import ValidityScorer
 from geolip.downstream.ood_baselines import KNN, Mahalanobis, MSERatio, reconstruction_mse
 from geolip.downstream.ood_metrics import OODMetrics, ood_metrics
+from geolip.errors import IncompatibleInputError
 
 OOD_METHODS: tuple[str, ...] = ("validity", "mse_ratio", "mahalanobis", "knn")
 
@@ -68,7 +69,17 @@ def fit_detectors(
     progress: bool = False,
 ) -> OODDetectors:
     """Fit all detectors on ``id_fit`` (in-distribution; its labels are used by Mahalanobis
-    only with ``class_conditional``)."""
+    only with ``class_conditional``).
+
+    Raises:
+        IncompatibleInputError: ``k`` is not below the number of fit images (kNN would read
+            every image, or more than there are), before any work.
+    """
+    if not 1 <= k < len(id_fit):
+        raise IncompatibleInputError(
+            f"kNN with k={k} needs more than {k} in-distribution fit images; "
+            f"the fit split has {len(id_fit)} (take a smaller k or more images)"
+        )
     cache = None if cache_dir is None else Path(cache_dir)
     engine = ValidityScorer(producer, reference, batch_size=batch_size).calibrate(id_fit)
     feats = compute_features(
@@ -85,7 +96,7 @@ def fit_detectors(
         engine=engine,
         mse=MSERatio(floor=engine.native_mse),
         mahalanobis=Mahalanobis.fit(feats, id_fit.labels if class_conditional else None),
-        knn=KNN.fit(feats, k=min(k, len(id_fit))),
+        knn=KNN.fit(feats, k=k),
         feature=feature,
         cache_dir=cache,
         batch_size=batch_size,

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geolip.data.noise import TRAINING_NOISES, mixed_batch, noise_batch
@@ -55,6 +55,19 @@ class TrainConfig(BaseModel):
     eval_per_type: int = Field(default=32, ge=1)
     save_every: int = Field(default=0, ge=0, description="steps between rolling checkpoints")
     amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+
+    @field_validator("noises")
+    @classmethod
+    def _known_noises(cls, noises: tuple[str, ...]) -> tuple[str, ...]:
+        if not noises:
+            raise ValueError("needs at least one noise")
+        unknown = [n for n in noises if n not in TRAINING_NOISES]
+        if unknown:
+            raise ValueError(
+                f"unknown training noise {', '.join(map(repr, unknown))}; "
+                f"expected names from {', '.join(TRAINING_NOISES)}"
+            )
+        return noises
 
 
 def _rank() -> int:

@@ -149,4 +149,5 @@ def test_bad_input_fails_with_a_clear_message(artifacts, capsys, monkeypatch) ->
         capsys,
         monkeypatch,
     )
-    assert code == 1 and "unknown dataset" in doc["error"]["message"]
+    assert code == 2 and "unknown dataset" in doc["error"]["message"]
+    assert "--dataset" in doc["error"]["message"]  # a usage error, named before any work

@@ -180,7 +180,7 @@ def test_classify_train_refuses_an_existing_head_and_a_folder(
 ) -> None:
     head = tmp_path / "head.safetensors"
     head.write_bytes(b"an earlier head")
-    base = ["classify", "train", "pretrained:x", "--codebook", "cb", "--dataset", "d"]
+    base = ["classify", "train", "pretrained:x", "--codebook", "cb", "--dataset", "shapes:n=4"]
     code, stdout, err = run([*base, "--out", str(head)], capsys, monkeypatch)
     _one_line_refusal(code, stdout, err, head, "--force")
     assert head.read_bytes() == b"an earlier head"

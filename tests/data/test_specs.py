@@ -64,10 +64,14 @@ def test_specs_build_the_datasets_they_name() -> None:
 
 
 # Fingerprints of these specs as the hand-written parser built them before the options became
-# pydantic models: every spec that was valid must keep naming exactly the same images.
+# pydantic models: every spec that was valid must keep naming exactly the same images. Image
+# sources standardise by default since 2026-12-05; the specs that relied on the old default
+# (off) say standardize=0 to keep naming their images.
 PINNED = {
-    "shapes": "d528ca8115e4da2f72d164a0a10982e86d6805eefa277dc654f6195ff9e7202f",
-    "shapes:n=6,size=24,seed=2": "d24ad7424f27e9b906403b24dd3530bc40c87fe7dcaa5ea779c523d3aec6f0a7",
+    "shapes:standardize=0": "d528ca8115e4da2f72d164a0a10982e86d6805eefa277dc654f6195ff9e7202f",
+    "shapes:n=6,size=24,seed=2,standardize=0": (
+        "d24ad7424f27e9b906403b24dd3530bc40c87fe7dcaa5ea779c523d3aec6f0a7"
+    ),
     "shapes:n=4,seed=-3,channels=1,standardize=yes": (
         "f2a664947439c728ded7812357b55a789e76ebcac06a3625225e3a52e2d8c4aa"
     ),
@@ -80,7 +84,7 @@ PINNED = {
     "digits:n=5,size=16,channels=3,standardize=1": (
         "b7d70d2171af8887cecef05d2a880bf8cd37e393e1cc3a08d4c8ca38ada2e1b8"
     ),
-    "digits:channels=4,n=3,size=8": (
+    "digits:channels=4,n=3,size=8,standardize=0": (
         "f95eff6a429e7dbee4eee183881cbac6903b46f92d3230ff0d44dba29adee97b"
     ),
 }
@@ -89,6 +93,21 @@ PINNED = {
 @pytest.mark.parametrize("spec", sorted(PINNED))
 def test_valid_specs_keep_their_fingerprints(spec: str) -> None:
     assert open_dataset(spec).fingerprint == PINNED[spec]
+
+
+@pytest.mark.parametrize("name", ["shapes", "digits", "photos"])
+def test_image_sources_standardize_by_default_and_noise_does_not(name: str) -> None:
+    """Producers and heads expect per-image standardised images; raw pixels (all ≥ 0) gave an
+    OOD AUROC of 0 in the CLI before this default changed."""
+    if name == "photos":
+        pytest.importorskip("skimage")
+    images = open_dataset(f"{name}:n=4,size=16").images
+    assert torch.allclose(images.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(images.std(dim=(1, 2, 3)), torch.ones(4), atol=1e-2)
+    raw = open_dataset(f"{name}:n=4,size=16,standardize=0").images
+    assert bool((raw.mean(dim=(1, 2, 3)) > 0.01).all())
+    noise = open_dataset("noise:kind=uniform,n=4,size=16").images
+    assert not torch.allclose(noise.std(dim=(1, 2, 3)), torch.ones(4), atol=1e-2)
 
 
 @pytest.mark.parametrize(
@@ -230,7 +249,8 @@ def test_catalog_states_the_constraints() -> None:
     assert option("noise", "kind").choices == TRAINING_NOISES and option("noise", "kind").required
     assert option("ood", "kind").choices == OOD_NOISES
     assert option("shapes", "standardize").type == "boolean"
-    assert option("shapes", "standardize").default is False
+    assert option("shapes", "standardize").default is True
+    assert option("noise", "standardize").default is False
 
 
 # round-trips --------------------------------------------------------------------------------

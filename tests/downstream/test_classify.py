@@ -80,3 +80,17 @@ def test_features_of_another_producer_are_refused(setup) -> None:
         trained.accuracy(foreign)
     with pytest.raises(KeyError, match="hist"):
         train_head(train, "hist")
+
+
+def test_a_one_class_training_set_is_refused(setup) -> None:
+    """Before, a head trained on one class reported a train accuracy of 1."""
+    producer, codebook, _ = setup
+    one_class = ImageDataset.from_tensors(
+        "one",
+        noise_dataset("gaussian", 8, 16, seed=0).images,
+        torch.zeros(8, dtype=torch.long),
+        ("a",),
+    )
+    features = compute_features(producer, codebook, one_class, ("mean",))
+    with pytest.raises(IncompatibleInputError, match=r"at least two classes.*only class 0"):
+        train_head(features, "mean", epochs=1)

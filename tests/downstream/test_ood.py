@@ -112,3 +112,11 @@ def test_in_distribution_batch_null_separates_id_from_ood(engine) -> None:
     assert engine.validity_score(noise_dataset("gaussian", 8, 16, seed=12)).id_percentile is None
     with pytest.raises(ValueError, match="at least 16"):
         engine.calibrate_batches(noise_dataset("gaussian", 10, 16, seed=1), 8)
+
+
+@pytest.mark.parametrize("k", [16, 100])
+def test_knn_with_more_neighbours_than_fit_images_is_refused(engine, k: int) -> None:
+    """Before, k was silently clamped to the fit size (every image a neighbour)."""
+    id_fit = noise_dataset("gaussian", 16, 32, seed=3)
+    with pytest.raises(IncompatibleInputError, match=rf"k={k} needs more than {k}.*has 16"):
+        fit_detectors(engine.producer, engine.reference, id_fit, k=k)
