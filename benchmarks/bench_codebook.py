@@ -7,23 +7,51 @@ Each line times geolip against a named baseline in the same run and reports the 
   ``scipy.linalg.orthogonal_procrustes`` given the true pairs and signs;
 - ``geolip --help`` vs a bare ``python -c pass`` interpreter start.
 
-Usage: python benchmarks/bench_codebook.py [--repeats N]
+Threads are pinned (``--threads``, default 1): torch intra- and inter-op, the OpenMP and BLAS
+pools of torch, numpy and scipy, and OMP/MKL/OPENBLAS_NUM_THREADS for the subprocesses. The
+scipy baseline alone moves about tenfold with the thread count, so a ratio means something only
+next to the thread count it was measured at.
+
+Each task runs ``--rounds`` interleaved rounds of ``--repeats`` calls of geolip and of the
+baseline (timing.compare); the headline is the median over rounds of the per-round ratio
+geolip/baseline, with its range. Every time, the thread settings, the commit and the command go
+to a raw JSON file under benchmarks/results/<UTC date>-cpu/, and the table to
+docs/benchmarks.md (section ``codebook-threads<N>``).
+
+Usage: python benchmarks/bench_codebook.py [--threads N] [--rounds R] [--repeats N]
+       [--note TEXT] [--json PATH] [--no-doc]
+       python benchmarks/bench_codebook.py --render RAW_JSON  (the doc section of a saved run)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-from safetensors.torch import load as load_bytes
-from scipy.linalg import orthogonal_procrustes
-from timing import median_seconds, write_section
+from timing import (
+    DEFAULT_THREADS,
+    close_provenance,
+    compare,
+    display_path,
+    export_thread_env,
+    pin_threads,
+    provenance,
+    results_path,
+    write_json,
+    write_section,
+)
 
-from geolip import Codebook
+export_thread_env()  # before torch, numpy and scipy load their thread pools
+
+import torch  # noqa: E402
+from safetensors.torch import load as load_bytes  # noqa: E402
+from scipy.linalg import orthogonal_procrustes  # noqa: E402
+
+from geolip import Codebook  # noqa: E402
 
 
 def _rotation(d: int, seed: int) -> torch.Tensor:
@@ -37,24 +65,23 @@ def _goal(seconds: float, limit: float) -> str:
     return f"< {limit * 1e3:.0f} ms: {verdict}"
 
 
-def bench_load(repeats: int) -> list[str]:
+def bench_load(repeats: int, rounds: int) -> dict:
     g = torch.Generator().manual_seed(0)
     cb = Codebook.from_axes(torch.randn(65_536, 64, generator=g))
     with tempfile.TemporaryDirectory() as tmp:
         path = cb.save(Path(tmp) / "big")
-        ours = median_seconds(lambda: Codebook.load(path), repeats)
-        base = median_seconds(lambda: load_bytes(path.read_bytes()), repeats)
-    return [
-        "load K=65,536 D=64 (verified)",
-        f"{ours * 1e3:.1f} ms",
-        "read + safetensors load, no checks",
-        f"{base * 1e3:.1f} ms",
-        f"{ours / base:.2f}×",
-        _goal(ours, 0.050),
-    ]
+        timing = compare(
+            lambda: Codebook.load(path), lambda: load_bytes(path.read_bytes()), repeats, rounds
+        )
+    return {
+        "task": "load K=65,536 D=64 (verified)",
+        "baseline": "read + safetensors load, no checks",
+        "goal_s": 0.050,
+        **timing,
+    }
 
 
-def bench_align(repeats: int) -> list[str]:
+def bench_align(repeats: int, rounds: int) -> dict:
     g = torch.Generator().manual_seed(1)
     a = Codebook.from_axes(torch.randn(1024, 64, generator=g))
     r = _rotation(64, 2)
@@ -65,61 +92,113 @@ def bench_align(repeats: int) -> list[str]:
     res = a.align(b, null_trials=0)
     # R and -R act identically on RP^(D-1): the error is to the nearer of the two
     err = min(torch.linalg.matrix_norm(res.rotation - s * r).item() for s in (1, -1))
-    ours = median_seconds(lambda: a.align(b, null_trials=0), repeats)
     src = a.axes.double().numpy()
     inv = torch.argsort(perm)
     tgt = (
         b.axes.double()[inv]
         * torch.sign((a.axes.double() @ r.T * b.axes.double()[inv]).sum(1, keepdim=True))
     ).numpy()
-    base = median_seconds(lambda: orthogonal_procrustes(src, tgt), repeats)
-    return [
-        f"align K=1,024 D=64, unknown pairs+signs (‖R̂−R‖={err:.1e})",
-        f"{ours * 1e3:.1f} ms",
-        "scipy orthogonal_procrustes, true pairs",
-        f"{base * 1e3:.2f} ms",
-        f"{ours / base:.1f}×",
-        _goal(ours, 0.100),
-    ]
+    timing = compare(
+        lambda: a.align(b, null_trials=0), lambda: orthogonal_procrustes(src, tgt), repeats, rounds
+    )
+    return {
+        "task": f"align K=1,024 D=64, unknown pairs+signs (‖R̂−R‖={err:.1e})",
+        "baseline": "scipy orthogonal_procrustes, true pairs",
+        "goal_s": 0.100,
+        "rotation_error": err,
+        **timing,
+    }
 
 
-def bench_help(repeats: int) -> list[str]:
+def bench_help(repeats: int, rounds: int) -> dict:
     def run(args: list[str]) -> None:
         subprocess.run(args, check=True, capture_output=True)
 
-    ours = median_seconds(lambda: run([sys.executable, "-m", "geolip.cli.app", "--help"]), repeats)
-    base = median_seconds(lambda: run([sys.executable, "-c", "pass"]), repeats)
+    timing = compare(
+        lambda: run([sys.executable, "-m", "geolip.cli.app", "--help"]),
+        lambda: run([sys.executable, "-c", "pass"]),
+        repeats,
+        rounds,
+    )
+    return {"task": "`geolip --help`", "baseline": "`python -c pass`", "goal_s": 0.500, **timing}
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f} ms" if ms >= 100 else f"{ms:.1f} ms" if ms >= 10 else f"{ms:.2f} ms"
+
+
+def row(result: dict) -> list[str]:
     return [
-        "`geolip --help`",
-        f"{ours * 1e3:.0f} ms",
-        "`python -c pass`",
-        f"{base * 1e3:.0f} ms",
-        f"{ours / base:.1f}×",
-        _goal(ours, 0.500),
+        result["task"],
+        f"**{result['ratio_median']:.2f}×** ({result['ratio_min']:.2f}–{result['ratio_max']:.2f})",
+        _ms(result["ours_median_s"]),
+        result["baseline"],
+        _ms(result["base_median_s"]),
+        _goal(result["ours_median_s"], result["goal_s"]),
     ]
+
+
+def write_doc(data: dict, raw: str) -> str:
+    """Write the doc section of one raw output (``data`` as saved in ``raw``); returns it."""
+    prov, results = data["provenance"], data["results"]
+    threads = prov["threads"]["requested"]
+    rounds, repeats = results[0]["rounds"], results[0]["repeats"]
+    notes = (
+        "Ratio: geolip's time over the baseline's, timed in the same run; in bold the median over "
+        f"{rounds} interleaved rounds (geolip and baseline alternate first) of the per-round "
+        f"ratio of medians of {repeats} calls each, in brackets its range over the rounds. "
+        "Times: median of the round medians, after one warm-up call of each. Goals compare that "
+        "median time with the goal, on this machine at the load shown. Times on a shared machine "
+        "swing from run to run; read the ratios, at the stated thread count."
+    )
+    return write_section(
+        f"codebook-threads{threads}",
+        f"Codebook artifact (CPU, {threads} thread{'s' if threads > 1 else ''})",
+        ["task", "ratio (range)", "geolip", "baseline", "baseline time", "goal"],
+        [row(r) for r in results],
+        notes,
+        prov=prov,
+        raw=raw,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"threads for torch, OpenMP and BLAS (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    parser.add_argument("--repeats", type=int, default=5, help="calls per round (default 5)")
+    parser.add_argument("--note", default=None, help="a line about the machine, kept with the run")
+    parser.add_argument("--json", default=None, help="raw output (default: a new file under "
+                        "benchmarks/results/<UTC date>-cpu/)")  # fmt: skip
+    parser.add_argument("--no-doc", action="store_true", help="leave docs/benchmarks.md alone")
+    parser.add_argument(
+        "--render",
+        default=None,
+        metavar="RAW_JSON",
+        help="measure nothing: write the doc section of a saved raw output",
+    )
     args = parser.parse_args()
-    rows = [bench_load(args.repeats), bench_align(args.repeats), bench_help(args.repeats)]
-    notes = (
-        "Median of the repeats after one warm-up run. Ratios compare against the baseline timed in "
-        "the same run. CPU timings on this 2-core machine swing widely between runs; read the "
-        "ratios, not the seconds."
-    )
-    print(
-        write_section(
-            "codebook",
-            "Codebook artifact (CPU)",
-            ["task", "geolip", "baseline", "baseline time", "ratio", "goal"],
-            rows,
-            notes,
-        )
-    )
+    if args.render:
+        print(write_doc(json.loads(Path(args.render).read_text()), display_path(args.render)))
+        return
+    pin_threads(args.threads)
+    prov = provenance(device="cpu", note=args.note)
+    results = [bench(args.repeats, args.rounds) for bench in (bench_load, bench_align, bench_help)]
+    close_provenance(prov)  # end time, load average, and the threads still pinned
+    path = Path(args.json) if args.json else results_path(f"codebook-threads{args.threads}")
+    data = {"benchmark": "codebook", "provenance": prov, "results": results}
+    raw = write_json(path, data)
+    print(f"raw output: {raw}")
+    if not args.no_doc:
+        print(write_doc(data, raw))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import torch
 import triton.testing
 from svd_paths import ROUTES, svd_errors, unit_rows
-from timing import write_section
+from timing import close_provenance, display_path, provenance, write_section
 
 CASES = [  # (V, D, batch sizes, routes)
     (48, 4, (16_384, 131_072, 1_048_576), ("fused", "eigh", "gesvda", "svd")),
@@ -128,6 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_svd needs a CUDA GPU")
+    prov = provenance(device=torch.cuda.get_device_name(0))
     bw = copy_bandwidth()
     print(f"copy bandwidth {bw / 1e12:.2f} TB/s", flush=True)
     cases = [(48, 4, (131_072,), ("fused", "eigh", "gesvda"))] if args.quick else CASES
@@ -137,7 +138,8 @@ def main() -> None:
     results = [r for v, d, bs, routes in cases for b in bs for r in bench_case(v, d, b, routes, bw)]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"copy_bandwidth": bw, "results": results}, f, indent=2)
+            data = {"provenance": close_provenance(prov), "copy_bandwidth": bw, "results": results}
+            json.dump(data, f, indent=2)
     if args.no_doc:
         return
     notes = f"""
@@ -157,6 +159,8 @@ this route's. Error on the timed batch: max ‖U S Vt − M‖/‖M‖ and max |
          "vs gesvda", "error rec / orth", "bad"],
         rows_for_doc(results),
         notes,
+        prov=prov,
+        raw=display_path(args.json) if args.json else None,
     )  # fmt: skip
     print(section)
 

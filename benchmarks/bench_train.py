@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from svd_paths import ROUTES
-from timing import write_section
+from timing import close_provenance, display_path, provenance, write_section
 
 from geolip.data.noise import mixed_batch
 from geolip.producers.presets import get_preset, train_config
@@ -159,6 +159,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench_train needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
+    prov = provenance(device=torch.cuda.get_device_name(0))
     results = {}
     for label, route, compiled, fresh in VARIANTS:
         if wanted is not None and label not in wanted:
@@ -177,7 +178,8 @@ def main() -> None:
             results[label] = f"failed: {type(err).__name__}: {str(err)[:100]}"
         print(label, results[label], flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        data = {"provenance": close_provenance(prov), "images_per_s": results}
+        Path(args.json).write_text(json.dumps(data, indent=2))
     if args.no_doc or args.only:  # the doc table holds full runs only
         return
     best_none = max(
@@ -210,6 +212,8 @@ the fastest model without the SVD (U := M, S := column norms, Vt := I).
             ["variant", "images/s", "vs eigh", "of no-SVD"],
             rows,
             notes,
+            prov=prov,
+            raw=display_path(args.json) if args.json else None,
         )
     )
 
