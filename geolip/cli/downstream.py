@@ -137,7 +137,7 @@ def classify_train(
     save_head(trained, out)
     output.log(f"wrote {out}")
     results = {
-        spec: trained.accuracy(_features(producer, cb, spec, (feature,), **options)[1])
+        spec: trained.evaluate(_features(producer, cb, spec, (feature,), **options)[1]).as_dict()
         for spec in test
     }
     output.emit(
@@ -146,10 +146,10 @@ def classify_train(
             "head": head,
             "feature": feature,
             "parameters": trained.head.param_count(),
-            "train_accuracy": trained.info.train_accuracy,
-            "test_accuracy": results,
+            "train": trained.evaluate(f).as_dict(),
+            "test": results,
         },
-        "classification head",
+        "classification head (ci95: 95 % Wilson interval; chance: the most frequent label)",
     )
 
 
@@ -177,16 +177,23 @@ def classify_eval(
     rows = []
     for spec in dataset:
         _, f = _features(producer, cb, spec, kinds, progress=not json_out, **options)
-        rows.append(
-            {"dataset": spec, "size": list(f.size), "n": len(f), "accuracy": trained.accuracy(f)}
-        )
+        rows.append({"dataset": spec, "size": list(f.size), **trained.evaluate(f).as_dict()})
     output.emit_rows(
-        ["dataset", "size", "n", "accuracy"],
+        ["dataset", "size", "n", "accuracy", "95 % interval", "chance", "above chance"],
         [
-            [r["dataset"], "×".join(map(str, r["size"])), r["n"], f"{r['accuracy']:.4f}"]
+            [
+                r["dataset"],
+                "×".join(map(str, r["size"])),
+                r["n"],
+                f"{r['accuracy']:.4f}",
+                f"{r['ci95'][0]:.4f} – {r['ci95'][1]:.4f}",
+                f"{r['chance']:.4f}",
+                r["above_chance"],
+            ]
             for r in rows
         ],
-        f"{trained.info.config.kind} head on {trained.info.feature!r} features",
+        f"{trained.info.config.kind} head on {trained.info.feature!r} features "
+        "(Wilson interval; chance: always the most frequent label)",
     )
     if json_out:
         output.emit({"head": str(head_path), "results": rows}, "evaluation")

@@ -32,6 +32,7 @@ from geolip._files import atomic_write
 from geolip._safetensors import load_tensors, not_safetensors
 from geolip.downstream.features import FeatureKind, Features
 from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
+from geolip.solvers.intervals import Verdict, at_least, wilson_interval
 
 HeadKind = Literal["linear", "mlp"]
 HEAD_FORMAT = "geolip.head"
@@ -131,6 +132,49 @@ class HeadInfo(BaseModel):
 
 
 @dataclass(frozen=True)
+class AccuracyReport:
+    """Accuracy beside what a constant guess scores, with a 95 % Wilson interval.
+
+    Attributes:
+        accuracy: ``correct / n``.
+        interval: 95 % Wilson interval of the accuracy.
+        chance: the accuracy of always answering the most frequent label of these ``n``
+            (1 / classes on a balanced set).
+        above_chance: ``holds`` when the whole interval lies above ``chance``, ``fails`` when
+            it lies below, ``inconclusive`` when it contains it.
+    """
+
+    accuracy: float
+    correct: int
+    n: int
+    interval: tuple[float, float]
+    chance: float
+    above_chance: Verdict
+
+    @classmethod
+    def of(cls, predictions: torch.Tensor, labels: torch.Tensor) -> AccuracyReport:
+        """From predicted labels (N,) and true labels (N,), N ≥ 1."""
+        if labels.numel() == 0:
+            raise IncompatibleInputError("accuracy of an empty dataset")
+        correct = int((predictions == labels).sum())
+        n = labels.numel()
+        interval = wilson_interval(correct, n)
+        chance = float(torch.bincount(labels).max()) / n
+        return cls(correct / n, correct, n, interval, chance, at_least(interval, chance))
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "n": self.n,
+            "ci95": list(self.interval),
+            "chance": self.chance,
+            "above_chance": self.above_chance,
+        }
+
+
+@dataclass(frozen=True)
 class TrainedHead:
     """A fitted :class:`FeatureHead` (eval mode) and its :class:`HeadInfo`."""
 
@@ -145,6 +189,10 @@ class TrainedHead:
     def accuracy(self, features: Features) -> float:
         """Fraction of ``features.labels`` predicted correctly."""
         return accuracy(self.head, self._input(features), features.labels)
+
+    def evaluate(self, features: Features) -> AccuracyReport:
+        """Accuracy with its interval and the chance level of these labels."""
+        return AccuracyReport.of(self.predict(features).argmax(dim=1), features.labels)
 
     def _input(self, features: Features) -> torch.Tensor:
         i = self.info

@@ -73,8 +73,13 @@ def test_classify_train_then_eval_at_another_resolution(
         capsys,
         monkeypatch,
     )
-    assert code == 0 and head.is_file() and 0 <= doc["train_accuracy"] <= 1
-    assert list(doc["test_accuracy"]) == ["shapes:n=6,size=32,seed=1"]
+    assert code == 0 and head.is_file()
+    train = doc["train"]
+    assert train["n"] == 24 and train["accuracy"] == train["correct"] / 24
+    assert train["ci95"][0] <= train["accuracy"] <= train["ci95"][1]
+    assert train["chance"] == pytest.approx(4 / 24)  # 6 balanced shape classes
+    assert train["above_chance"] in {"holds", "fails", "inconclusive"}
+    assert list(doc["test"]) == ["shapes:n=6,size=32,seed=1"]
     code, doc = run_json(
         [
             "classify",
@@ -91,6 +96,9 @@ def test_classify_train_then_eval_at_another_resolution(
         monkeypatch,
     )
     assert code == 0 and [r["size"] for r in doc["results"]] == [[16, 16], [64, 64]]
+    for r in doc["results"]:
+        lo, hi = r["ci95"]
+        assert r["n"] == 6 and lo <= r["accuracy"] <= hi and hi - lo > 0.2  # n = 6: wide
 
 
 @pytest.mark.slow

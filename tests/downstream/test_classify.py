@@ -94,3 +94,17 @@ def test_a_one_class_training_set_is_refused(setup) -> None:
     features = compute_features(producer, codebook, one_class, ("mean",))
     with pytest.raises(IncompatibleInputError, match=r"at least two classes.*only class 0"):
         train_head(features, "mean", epochs=1)
+
+
+def test_accuracy_report_states_chance_and_an_interval() -> None:
+    from geolip.downstream.classify import AccuracyReport
+
+    labels = torch.tensor([0] * 70 + [1] * 30)
+    constant = AccuracyReport.of(torch.zeros(100, dtype=torch.long), labels)
+    assert constant.accuracy == 0.7 and constant.chance == 0.7
+    assert constant.above_chance == "inconclusive"  # a constant guess is not above chance
+    perfect = AccuracyReport.of(labels.clone(), labels)
+    assert perfect.interval[1] == 1.0 and perfect.interval[0] > 0.9
+    assert perfect.above_chance == "holds"
+    inverted = AccuracyReport.of(1 - labels, labels)
+    assert inverted.accuracy == 0.0 and inverted.above_chance == "fails"
