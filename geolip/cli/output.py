@@ -63,6 +63,8 @@ def emit_summary(doc: dict[str, Any]) -> None:
                     "deviation",
                     "null percentile",
                     "distance to codebook",
+                    "distance null",
+                    "distance z",
                 ],
                 [
                     [
@@ -72,12 +74,21 @@ def emit_summary(doc: dict[str, Any]) -> None:
                         f"{c['deviation']:+.4f}",
                         f"{c['null_percentile']:.1f}",
                         f"{c['distance_to_observed']:.4f}",
+                        _distance_null(c),
+                        "—" if c.get("distance_z") is None else f"{c['distance_z']:+.1f}",
                     ]
                     for c in q["controls"]
                 ],
-                "controls: the same extraction on the untrained network and on shuffled pixels",
+                "controls: the same extraction changed once (untrained network, another "
+                "calibration, constant input, shuffled pixels); distance beside the distance of "
+                "unrelated random codebooks (z ≪ 0: the control gives the same codebook)",
             )
     emit({k: doc[k] for k in ("lineage", "producer", "extraction", "stats")}, "provenance")
+
+
+def _distance_null(control: dict[str, Any]) -> str:
+    mean, sd = control.get("distance_null_mean"), control.get("distance_null_sd")
+    return "—" if mean is None or sd is None else f"{mean:.3f} ± {sd:.3f}"
 
 
 def quality_rows(q: dict[str, Any]) -> list[list[str]]:
@@ -106,8 +117,8 @@ def quality_rows(q: dict[str, Any]) -> list[list[str]]:
         [
             "effective rank",
             f"{q['effective_rank']:.3f}",
-            f"null {q['effective_rank_null_mean']:.3f}",
-            "",
+            f"null {q['effective_rank_null_mean']:.3f} ± {q['effective_rank_null_sd']:.3f}",
+            f"percentile {q['effective_rank_percentile']:.1f} of the null",
         ],
     ]
     if n["pairs_mean"] is not None:
