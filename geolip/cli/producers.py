@@ -1,4 +1,4 @@
-"""``geolip train ...``, ``geolip quickstart`` and ``geolip codebook extract``."""
+"""``geolip train ...`` and ``geolip quickstart``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from geolip.cli import output
-from geolip.cli.options import FORCE, JSON, command_group, json_object, options_checked
+from geolip.cli.options import JSON, command_group, dataset_spec, json_object, options_checked
 from geolip.cli.out_path import claim_output
 from geolip.errors import InvalidOptionError, TrainingInterrupted
 
@@ -20,19 +20,47 @@ train_app = command_group("Train producers (models that emit codebooks).")
 
 PRESET_DEFAULT = "the preset's"
 
+# the options every ``geolip train`` command shares
+RUN_OUT = typer.Option(..., "--out", help="Run folder: checkpoints latest/ and best/.")
+EPOCHS = typer.Option(None, "--epochs", min=1, show_default=PRESET_DEFAULT)
+STEPS_PER_EPOCH = typer.Option(None, "--steps-per-epoch", min=1, show_default=PRESET_DEFAULT)
+BATCH_SIZE = typer.Option(None, "--batch-size", min=1, show_default=PRESET_DEFAULT)
+LR = typer.Option(None, "--lr", help="Peak learning rate (> 0).", show_default=PRESET_DEFAULT)
+SAVE_EVERY = typer.Option(
+    None,
+    "--save-every",
+    min=0,
+    help="Steps between rolling checkpoints (0: at epoch ends only).",
+    show_default=PRESET_DEFAULT,
+)
+SEED = typer.Option(None, "--seed", help="On --resume: the checkpoint's.", show_default="0")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ...")
+RESUME = typer.Option(
+    False, "--resume", help="Continue from OUT/latest exactly (a larger --epochs extends the run)."
+)
+START_OVER = typer.Option(False, "--force", help="Start over in an OUT that already holds a run.")
+
 
 class PresetRecipesHelp(TyperCommand):
-    """Help that ends with every preset's recipe: the defaults of the training options.
+    """Help that ends with the recipe of every preset of the command's model ``family``: the
+    defaults of the training options.
 
     Built only when help is shown, so parsing the command line never imports torch."""
+
+    family = "SphereSolver"
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
         from geolip.producers.presets import PRESETS, train_config
 
         rows = []
         for name, preset in PRESETS.items():
+            if preset.model_class.__name__ != self.family:
+                continue
             c = train_config(name)
-            noises = "all 16 noises" if len(c.noises) == 16 else ", ".join(c.noises)
+            if c.dataset is not None:
+                noises = f"--dataset {c.dataset}"
+            else:
+                noises = "all 16 noises" if len(c.noises) == 16 else ", ".join(c.noises)
             rows.append(
                 (
                     name,
@@ -45,39 +73,47 @@ class PresetRecipesHelp(TyperCommand):
             formatter.write_dl(rows)
 
 
-def _check_preset(name: str) -> None:
+class GLFMRecipesHelp(PresetRecipesHelp):
+    """The GLFM presets' recipes."""
+
+    family = "GLFM"
+
+
+TRAIN_COMMAND = {"SphereSolver": "sphere-solver", "GLFM": "glfm"}
+"""The ``geolip train`` command of each model family."""
+
+
+def _check_preset(name: str, family: str) -> None:
+    """Refuse a preset that is unknown or of another model family than the command trains."""
     from geolip.producers.presets import PRESETS
 
-    if name not in PRESETS:
-        known = ", ".join(PRESETS)
+    preset = PRESETS.get(name)
+    if preset is None:
+        known = ", ".join(k for k, p in PRESETS.items() if p.model_class.__name__ == family)
         raise InvalidOptionError("--preset", f"unknown preset {name!r}; known: {known}")
+    other = preset.model_class.__name__
+    if other != family:
+        where = (
+            f"; train it with `geolip train {TRAIN_COMMAND[other]}`"
+            if other in TRAIN_COMMAND
+            else ""
+        )
+        raise InvalidOptionError("--preset", f"preset {name!r} is a {other}, not a {family}{where}")
 
 
 @train_app.command("sphere-solver", cls=PresetRecipesHelp)
 def train_sphere_solver(
     preset: str = typer.Option(..., "--preset", help="A registered preset (listed below)."),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints latest/ and best/."),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, show_default=PRESET_DEFAULT),
-    steps_per_epoch: int | None = typer.Option(
-        None, "--steps-per-epoch", min=1, show_default=PRESET_DEFAULT
-    ),
-    batch_size: int | None = typer.Option(None, "--batch-size", min=1, show_default=PRESET_DEFAULT),
+    out: Path = RUN_OUT,
+    epochs: int | None = EPOCHS,
+    steps_per_epoch: int | None = STEPS_PER_EPOCH,
+    batch_size: int | None = BATCH_SIZE,
     img_size: int | None = typer.Option(
         None, "--img-size", min=1, help="Training image side (px).", show_default=PRESET_DEFAULT
     ),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Peak learning rate (> 0).", show_default=PRESET_DEFAULT
-    ),
-    save_every: int | None = typer.Option(
-        None,
-        "--save-every",
-        min=0,
-        help="Steps between rolling checkpoints (0: at epoch ends only).",
-        show_default=PRESET_DEFAULT,
-    ),
-    seed: int | None = typer.Option(
-        None, "--seed", help="On --resume: the checkpoint's.", show_default="0"
-    ),
+    lr: float | None = LR,
+    save_every: int | None = SAVE_EVERY,
+    seed: int | None = SEED,
     noises: str | None = typer.Option(
         None,
         "--noises",
@@ -87,15 +123,9 @@ def train_sphere_solver(
     model_json: str = typer.Option(
         "{}", "--model", help="JSON overrides of the model config, e.g. '{\"depth\": 2}'."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
-    resume: bool = typer.Option(
-        False,
-        "--resume",
-        help="Continue from OUT/latest exactly (a larger --epochs extends the run).",
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Start over in an OUT that already holds a run."
-    ),
+    device: str = DEVICE,
+    resume: bool = RESUME,
+    force: bool = START_OVER,
     json_out: bool = JSON,
 ) -> None:
     """Train a sphere-solver on the noise curriculum (torchrun-ready: DDP when WORLD_SIZE>1).
@@ -103,28 +133,55 @@ def train_sphere_solver(
     An OUT that already holds files is refused unless --resume (continue) or --force (start
     over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
     output.set_json_mode(json_out)
-    _check_preset(preset)
-    model_overrides = json_object("--model", model_json)
-    claim_output(out, kind="folder", force=force, resume=resume)
-    from geolip.producers.presets import get_preset, train_preset
-
-    overrides: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "epochs": epochs,
-            "steps_per_epoch": steps_per_epoch,
-            "batch_size": batch_size,
-            "img_size": img_size,
-            "lr": lr,
-            "save_every": save_every,
-        }.items()
-        if v is not None
-    }
+    _check_preset(preset, "SphereSolver")
+    overrides = _given(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        img_size=img_size,
+        lr=lr,
+        save_every=save_every,
+    )
     if noises:
         overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    _train(
+        "sphere-solver", preset, out, overrides, model_json, seed, device, resume, force, json_out
+    )
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The training options given on the command line (those not None)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _train(
+    command: str,
+    preset: str,
+    out: Path,
+    overrides: dict[str, Any],
+    model_json: str,
+    seed: int | None,
+    device: str,
+    resume: bool,
+    force: bool,
+    json_out: bool,
+    check_model: Any = None,
+) -> None:
+    """Claim OUT, train ``preset`` into it and print the result; Ctrl-C prints the command
+    that resumes (``geolip train COMMAND ... --resume``) and exits 130. ``check_model`` is
+    called with the model config the run would build (not on --resume) before OUT is claimed."""
+    model_overrides = json_object("--model", model_json)
+    from geolip.producers.presets import get_preset, train_preset
+
     model_config = type(get_preset(preset).model).__name__
+    option_for = {model_config: lambda field: "--model"}
+    if check_model is not None and not resume:
+        base = get_preset(preset).model
+        with options_checked(option_for):
+            check_model(type(base)(**{**base.model_dump(), **model_overrides}))
+    claim_output(out, kind="folder", force=force, resume=resume)
     try:
-        with options_checked({model_config: lambda field: "--model"}):
+        with options_checked(option_for):
             trainer = train_preset(
                 preset,
                 out,
@@ -137,13 +194,13 @@ def train_sphere_solver(
                 **overrides,
             )
     except TrainingInterrupted as stop:
-        command = f"geolip train sphere-solver --preset {preset} --out {out} --resume"
+        resume_with = f"geolip train {command} --preset {preset} --out {out} --resume"
         if device != "cpu":
-            command += f" --device {device}"
+            resume_with += f" --device {device}"
         output.fail(
             TrainingInterrupted(
                 f"interrupted at step {stop.step} (epoch {stop.epoch}); saved {stop.path}; "
-                f"resume with: {command}",
+                f"resume with: {resume_with}",
                 stop.step,
                 stop.epoch,
                 stop.path,
@@ -166,39 +223,93 @@ def _emit_training(trainer: Any, out: Path) -> None:
     output.emit(doc, "training")
 
 
-def extract(
-    source: str = typer.Argument(..., help="Checkpoint folder, upstream file or pretrained:NAME."),
-    out: Path = typer.Option(..., "--out", help="Artifact folder to write."),
-    calibration: str = typer.Option("sixteen_noise", "--calibration"),
-    n: int = typer.Option(64, "--n", min=1, help="Calibration images (exactly n)."),
-    size: int = typer.Option(64, "--size", min=1, help="Calibration image size."),
-    seed: int = typer.Option(0, "--seed"),
-    aggregation: str = typer.Option("mean", "--aggregation", help="mean or median."),
-    null_trials: int = typer.Option(300, "--null-trials", min=10),
-    force: bool = FORCE,
+@train_app.command("glfm", cls=GLFMRecipesHelp)
+def train_glfm(
+    preset: str = typer.Option(..., "--preset", help="A GLFM preset (listed below)."),
+    out: Path = RUN_OUT,
+    epochs: int | None = EPOCHS,
+    steps_per_epoch: int | None = STEPS_PER_EPOCH,
+    batch_size: int | None = BATCH_SIZE,
+    img_size: int | None = typer.Option(
+        None,
+        "--img-size",
+        min=1,
+        help="Training image side (px); the model's image_size must match.",
+        show_default=PRESET_DEFAULT,
+    ),
+    lr: float | None = LR,
+    save_every: int | None = SAVE_EVERY,
+    eval_images: int | None = typer.Option(
+        None,
+        "--eval-per-class",
+        min=1,
+        help="Held-out validation images per class (the dataset's last ones).",
+        show_default=PRESET_DEFAULT,
+    ),
+    seed: int | None = SEED,
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        help="Labelled training images, a dataset SPEC (geolip data list).",
+        parser=dataset_spec,
+        show_default=PRESET_DEFAULT,
+    ),
+    model_json: str = typer.Option(
+        "{}", "--model", help="JSON overrides of the model config, e.g. '{\"n_anchors\": 64}'."
+    ),
+    device: str = DEVICE,
+    resume: bool = RESUME,
+    force: bool = START_OVER,
     json_out: bool = JSON,
 ) -> None:
-    """Extract a producer's codebook beside its null (random axes) and the controls."""
-    output.set_json_mode(json_out)
-    claim_output(out, kind="artifact", force=force)
-    from geolip.cli.codebook import summary
-    from geolip.producers.extract import extract_codebook
-    from geolip.producers.loading import load_producer, require_producer
+    """Train a GLFM (class-conditional flow matching through the constellation bottleneck)
+    on labelled images; torchrun-ready. Each epoch logs the validation velocity MSE and the
+    anchor-drift histogram with the share of anchors within 0.05 rad of 0.29154.
 
-    producer = require_producer(load_producer(source), source)
-    with output.status("extracting: calibration, null model, untrained and shuffled controls"):
-        cb = extract_codebook(
-            producer,
-            calibration,
-            n=n,
-            seed=seed,
-            size=size,
-            aggregation=aggregation,
-            null_trials=null_trials,
-        )  # type: ignore[arg-type]
-    cb.save(out)
-    output.log(f"wrote {out}")
-    output.emit_summary(summary(cb, path=out))
+    An OUT that already holds files is refused unless --resume (continue) or --force (start
+    over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
+    output.set_json_mode(json_out)
+    _check_preset(preset, "GLFM")
+    overrides = _given(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        img_size=img_size,
+        lr=lr,
+        save_every=save_every,
+        eval_per_type=eval_images,
+        dataset=dataset,
+    )
+
+    def fits_dataset(config: Any) -> None:
+        from geolip.data.specs import open_dataset
+        from geolip.producers.presets import train_config
+
+        recipe = train_config(preset, **overrides)
+        if recipe.img_size != config.image_size:
+            raise InvalidOptionError(
+                "--img-size",
+                f"{recipe.img_size} differs from the model's image_size "
+                f"{config.image_size}; set both (--model '{{\"image_size\": N}}')",
+            )
+        images = open_dataset(recipe.dataset)
+        problem = config.dataset_mismatch(images.channels, len(images.classes))
+        if problem is not None:
+            raise InvalidOptionError("--dataset", f"{recipe.dataset!r}: {problem}")
+
+    _train(
+        "glfm",
+        preset,
+        out,
+        overrides,
+        model_json,
+        seed,
+        device,
+        resume,
+        force,
+        json_out,
+        check_model=fits_dataset,
+    )
 
 
 def quickstart(

@@ -44,8 +44,9 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
     axes of the same D (mean, sd, percentile).
 
     The null is "rows" (V random rows collapsed with the same pair threshold) when the meta
-    records an extraction, else "axes" (K random axes): the i.i.d. model that reproduces the
-    upstream statistics (spec §B.4).
+    records an extraction by antipodal collapse, else "axes" (K random axes; also for k-means
+    extraction, whose threshold is None): the i.i.d. model that reproduces the upstream
+    statistics (spec §B.4).
     """
     if cb.size < 2:
         raise ValueError("quality needs at least 2 axes")
@@ -53,6 +54,8 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
     base = uniform_rp_baseline(cb.dim)
     dev = angle - base
     ext = cb.meta.extraction
+    if ext is not None and ext.pair_threshold is None:  # clustered, not collapsed: K axes
+        ext = None
     if ext is not None:
         report = statute(dev, n_pairs=ext.n_pairs, n_axes=cb.size, n_rows=ext.n_rows)
         null = null_codebook_stats(

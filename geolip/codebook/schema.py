@@ -37,8 +37,13 @@ class ExtractionInfo(_Model):
     calibration: str = Field(description="calibration set name, e.g. 'sixteen_noise'")
     n: int = Field(ge=1, description="number of calibration inputs")
     seed: int
-    aggregation: str = Field(description="how rows were averaged, e.g. 'mean'")
-    pair_threshold: float = Field(description="cosine below which rows count as antipodal")
+    aggregation: str = Field(
+        description="how rows became axes: 'mean' or 'median' (then collapsed), 'kmeans'"
+    )
+    pair_threshold: float | None = Field(
+        description="cosine below which rows count as antipodal; null: no antipodal collapse "
+        "(aggregation 'kmeans' clusters the rows themselves)"
+    )
     n_rows: int = Field(ge=1, description="V, rows per patch before collapse")
     n_pairs: int = Field(ge=0, description="antipodal pairs merged into one axis each")
 

@@ -6,11 +6,21 @@ model + recipe; :func:`build`, :func:`train_preset`), ``loading`` (the one
 ``extract`` (rows → codebook beside its null) and ``controls``.
 """
 
+from geolip.producers.anchor_codebook import anchor_codebook
 from geolip.producers.battery_array import BatteryArray, BatteryArrayConfig
 from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from geolip.producers.contract import Geometry, Producer, ProducerModule, Reconstructor, Trainable
+from geolip.producers.contract import (
+    Geometry,
+    Producer,
+    ProducerModule,
+    Reconstructor,
+    TargetRegressor,
+    Trainable,
+)
 from geolip.producers.controls import extraction_controls
 from geolip.producers.extract import extract_codebook
+from geolip.producers.extract_kmeans import extract_kmeans_codebook
+from geolip.producers.glfm import GLFM, GLFMConfig
 from geolip.producers.loading import load_producer, register_model_class, require_producer
 from geolip.producers.presets import (
     PRESETS,
@@ -27,9 +37,11 @@ from geolip.producers.train import TrainConfig, Trainer
 from geolip.producers.upstream import load_upstream
 
 __all__ = [
+    "GLFM",
     "PRESETS",
     "BatteryArray",
     "BatteryArrayConfig",
+    "GLFMConfig",
     "Geometry",
     "Preset",
     "Producer",
@@ -38,12 +50,15 @@ __all__ = [
     "Reconstructor",
     "SphereSolver",
     "SphereSolverConfig",
+    "TargetRegressor",
     "TrainConfig",
     "Trainable",
     "Trainer",
     "TrainingState",
+    "anchor_codebook",
     "build",
     "extract_codebook",
+    "extract_kmeans_codebook",
     "extraction_controls",
     "get_preset",
     "load_checkpoint",

@@ -74,9 +74,16 @@ class Producer(Protocol):
 
 @runtime_checkable
 class Reconstructor(Protocol):
-    """A producer with a decode path: inputs → rows → inputs again (an autoencoder)."""
+    """A producer with a decode path: inputs → rows → inputs again (an autoencoder).
+
+    ``reconstruct(x)``: (B, C, H, W) → (B, C, H, W). ``decode_rows(m, grid)``: rows
+    (B, P, V, D) of a gh × gw patch grid (raster order, P = gh·gw, as ``encode_rows`` emits
+    them) → images (B, C, gh·ps, gw·ps); the tokenizer decodes rows rebuilt from axes with it.
+    """
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode_rows(self, m: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor: ...
 
 
 def require_reconstructor(producer: object, purpose: str) -> Reconstructor:
@@ -96,6 +103,31 @@ class Trainable(Protocol):
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def attention_alphas(self) -> list[torch.Tensor]: ...
+
+    def pretrained_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TargetRegressor(Protocol):
+    """A model the Trainer fits to targets it draws itself from labelled images (a flow or
+    denoising objective), instead of reconstructing noise.
+
+    ``training_pair(x, labels, generator)`` → (inputs, target): every random draw taken from
+    ``generator`` (so resume is exact); the Trainer minimises MSE(model(*inputs), target), the
+    forward going through DistributedDataParallel when it wraps the model.
+    ``check_batch(x, labels)`` raises ValueError naming what is wrong (channels, size, class
+    id) before any work. ``validation_metrics(x, labels, generator)`` → JSON-safe metrics
+    with ``mse``, which picks ``best/``."""
+
+    def training_pair(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]: ...
+
+    def check_batch(self, x: torch.Tensor, labels: torch.Tensor) -> None: ...
+
+    def validation_metrics(
+        self, x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, Any]: ...
 
     def pretrained_config(self) -> dict[str, Any]: ...
 

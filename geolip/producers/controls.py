@@ -20,13 +20,13 @@ from collections.abc import Callable
 import torch
 
 from geolip.codebook import Codebook, ControlReport
-from geolip.codebook.schema import SkippedControl
+from geolip.codebook.schema import ControlName, SkippedControl
 from geolip.data.noise import CALIBRATIONS, calibration_set
 from geolip.producers.contract import Producer
 from geolip.producers.rows import rows_to_axes
 from geolip.solvers.alignment import distance_null, distance_percentile, distance_z_score
-from geolip.solvers.null import null_codebook_stats
-from geolip.solvers.projective import deviation, statute
+from geolip.solvers.null import NullDistribution, null_codebook_stats
+from geolip.solvers.projective import Collapse, deviation, statute
 
 IID_CALIBRATIONS = frozenset({"gaussian", "uniform"})
 """Calibrations whose pixels are i.i.d.: a pixel shuffle leaves their distribution unchanged."""
@@ -145,27 +145,44 @@ def extraction_controls(
             _, c = rows_to_axes(
                 model, inputs, ext.aggregation, ext.pair_threshold, batch_size, progress
             )
-        control = Codebook.from_axes(c.axes)
-        dev = deviation(control.axes)
-        distance = observed.distance(control)
-        null_d = distance_null(
-            observed.size, control.size, observed.dim, null_trials=distance_null_trials, seed=seed
-        )
         reports.append(
-            ControlReport(
-                name=label,
-                description=description,
-                n_axes=c.n_axes,
-                n_pairs=c.n_pairs,
-                deviation=dev,
-                statute=statute(dev, c.n_pairs, c.n_axes, v).statute,
-                null_percentile=null.percentile(dev),
-                distance_to_observed=distance,
-                distance_null_mean=null_d.mean().item(),
-                distance_null_sd=null_d.std().item(),
-                distance_null_trials=distance_null_trials,
-                distance_z=distance_z_score(distance, null_d.mean().item(), null_d.std().item()),
-                distance_percentile=distance_percentile(distance, null_d),
-            )
+            control_report(label, description, observed, c, v, null, seed, distance_null_trials)
         )
     return reports
+
+
+def control_report(
+    name: ControlName,
+    description: str,
+    observed: Codebook,
+    control: Collapse,
+    n_rows: int,
+    null: NullDistribution,
+    seed: int,
+    distance_null_trials: int = 16,
+) -> ControlReport:
+    """The report of one control whose ``n_rows`` rows collapsed to ``control``: its deviation in
+    ``null`` (the observed codebook's i.i.d. rows null) and its aligned distance to
+    ``observed`` in the distance null of i.i.d. codebooks of the same sizes."""
+    cb = Codebook.from_axes(control.axes)
+    dev = deviation(cb.axes)
+    distance = observed.distance(cb)
+    null_d = distance_null(
+        observed.size, cb.size, observed.dim, null_trials=distance_null_trials, seed=seed
+    )
+    mean, sd = null_d.mean().item(), null_d.std().item()
+    return ControlReport(
+        name=name,
+        description=description,
+        n_axes=control.n_axes,
+        n_pairs=control.n_pairs,
+        deviation=dev,
+        statute=statute(dev, control.n_pairs, control.n_axes, n_rows).statute,
+        null_percentile=null.percentile(dev),
+        distance_to_observed=distance,
+        distance_null_mean=mean,
+        distance_null_sd=sd,
+        distance_null_trials=distance_null_trials,
+        distance_z=distance_z_score(distance, mean, sd),
+        distance_percentile=distance_percentile(distance, null_d),
+    )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from geolip.codebook import Codebook, ExtractionInfo, Lineage, canonicalize_axes
-from geolip.data.noise import calibration_set
+from geolip.producers.calibration import calibration_images, image_size
 from geolip.producers.contract import Producer
 from geolip.producers.controls import extraction_controls, skipped_controls
 from geolip.producers.rows import Aggregation, rows_to_axes
@@ -39,11 +39,11 @@ def _axis_stats(m: torch.Tensor, c: Collapse, axes: torch.Tensor) -> dict[str, t
 def extract_codebook(
     producer: Producer,
     calibration: str = "sixteen_noise",
-    n: int = 64,
+    n: int | None = None,
     seed: int = 0,
     aggregation: Aggregation = "mean",
     *,
-    size: int = 64,
+    size: int | None = None,
     threshold: float = -0.9,
     batch_size: int = 16,
     null_trials: int = 300,
@@ -56,8 +56,9 @@ def extract_codebook(
 
     Args:
         producer: any :class:`~geolip.producers.contract.Producer`; encoded under ``frozen()``.
-        calibration: a :func:`geolip.data.noise.calibration_set` name; ``n`` images (exactly),
-            ``size``×``size``, seeded by ``seed``.
+        calibration: a :func:`geolip.data.noise.calibration_set` name (``n`` images, exactly,
+            ``size``×``size``, seeded by ``seed``; 64 and 64 unless given) or any dataset spec,
+            which names its own images (:func:`geolip.producers.calibration.calibration_images`).
         aggregation, threshold: rows averaged over patches, then images; antipodal pair cosine.
         null_trials: trials of the i.i.d. rows null.
         controls: run :func:`geolip.producers.controls.extraction_controls` (``untrained``:
@@ -68,19 +69,21 @@ def extract_codebook(
         (and the controls), and per-axis stats ``usage``, ``pair_flag`` and ``stability``.
     """
     c_in, device = producer.geometry.channels, producer.device
-    images = calibration_set(calibration, n, size=size, channels=c_in, seed=seed, device=device)[0]
+    images, label = calibration_images(
+        calibration, c_in, n=n, size=size, seed=seed, device=device
+    )
     with producer.frozen():
         m, c = rows_to_axes(producer, images, aggregation, threshold, batch_size, progress)
     extraction = ExtractionInfo(
-        calibration=calibration,
-        n=n,
+        calibration=label,
+        n=images.shape[0],
         seed=seed,
         aggregation=aggregation,
         pair_threshold=threshold,
         n_rows=m.shape[2],
         n_pairs=c.n_pairs,
     )
-    cb = _codebook_of(m, c, producer, extraction, name or f"{calibration}-n{n}", size)
+    cb = _codebook_of(m, c, producer, extraction, name or f"{label}-n{images.shape[0]}", images)
     quality = cb.assess(null_trials=null_trials, seed=seed)
     if controls:
         reports = extraction_controls(
@@ -103,7 +106,7 @@ def _codebook_of(
     producer: Producer,
     extraction: ExtractionInfo,
     name: str,
-    size: int,
+    images: torch.Tensor,
 ) -> Codebook:
     """The codebook of collapsed rows, with per-axis stats, producer and extraction meta."""
     return Codebook.from_axes(
@@ -112,5 +115,5 @@ def _codebook_of(
         stats=_axis_stats(m, c, canonicalize_axes(c.axes)),
         producer=producer.producer_info(),
         extraction=extraction,
-        lineage=Lineage(operation="extract", parameters={"size": size}),
+        lineage=Lineage(operation="extract", parameters={"size": image_size(images)}),
     )

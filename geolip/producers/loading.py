@@ -15,6 +15,7 @@ from pathlib import Path
 from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
 from geolip.producers.battery_array import BatteryArray
 from geolip.producers.contract import Producer
+from geolip.producers.glfm import GLFM
 from geolip.producers.pretrained import CONFIG_FILE, PretrainedModule
 from geolip.producers.sphere_solver import SphereSolver
 from geolip.producers.upstream import load_upstream
@@ -122,5 +123,5 @@ def _shipped(name: str) -> Path:
     return folder
 
 
-for _cls in (SphereSolver, BatteryArray):
+for _cls in (SphereSolver, BatteryArray, GLFM):
     register_model_class(_cls)

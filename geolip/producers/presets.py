@@ -18,6 +18,7 @@ import torch.distributed as dist
 from pydantic import BaseModel
 
 from geolip.producers.contract import ProducerModule
+from geolip.producers.glfm import GLFM, GLFMConfig
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 from geolip.producers.train import TrainConfig, Trainer, maybe_init_distributed
 
@@ -221,6 +222,48 @@ for _preset in (
         SphereSolverConfig(**{**_H2_MODEL, "D": 3}, depth=0, n_cross=0),
         _H2_RECIPE,
         "the H2 ablation at D = 3; 28,899 parameters",
+    ),
+):
+    register_preset(_preset)
+
+# GLFM (spec §D): upstream's recipe is not in the sources; ours, on procedural shapes at 32²
+_GLFM_RECIPE = {
+    "batch_size": 64,
+    "lr": 3e-4,
+    "epochs": 20,
+    "steps_per_epoch": 1000,
+    "img_size": 32,
+    "dataset": "shapes:n=20000,size=32",
+}
+for _preset in (
+    Preset(
+        "glfm-v1",
+        GLFM,
+        GLFMConfig(variant="regulator"),
+        _GLFM_RECIPE,
+        "v1 regulator: fine lookup as a gated side channel (gate logit −3); 3,887,636 parameters",
+    ),
+    Preset(
+        "glfm-v3",
+        GLFM,
+        GLFMConfig(variant="bottleneck"),
+        _GLFM_RECIPE,
+        "v3 pure bottleneck: everything through the coarse S^15 address; 32,561,171 parameters",
+    ),
+    Preset(
+        "glfm-v4",
+        GLFM,
+        GLFMConfig(variant="glfm"),
+        _GLFM_RECIPE,
+        "v4 GLFM: coarse + fine addresses, 256 anchors × 3 phases each; 33,351,715 parameters",
+    ),
+    Preset(
+        "glfm-plain",
+        GLFM,
+        GLFMConfig(variant="glfm", lookup="linear"),
+        _GLFM_RECIPE,
+        "v4 without the constellation (Linear + GELU lookup): the plain control; "
+        "33,360,675 parameters",
     ),
 ):
     register_preset(_preset)

@@ -215,6 +215,30 @@ class SphereSolver(ProducerModule):
         """(B, C, H, W) → the autoencoder's reconstruction, same shape (``forward``'s recon)."""
         return self(x)["recon"]
 
+    def decode_rows(self, m: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Rows → images: the decoder half of ``forward``, on rows given from outside.
+
+        Args:
+            m: (B, P, V, D) rows of a gh × gw patch grid in raster order, P = gh·gw; they are
+                sphere-normalised first, as the encoder's own rows are (so any non-zero rows).
+            grid: (gh, gw).
+
+        Returns:
+            (B, C, gh·ps, gw·ps): spectral split, cross-attention across all P patches, decoder,
+            stitch, boundary smoother. For x whose sides are multiples of ps,
+            ``decode_rows(encode_rows(x), grid)`` is ``forward(x)["recon"]`` up to rounding.
+        """
+        c = self.config
+        gh, gw = grid
+        if m.ndim != 4 or tuple(m.shape[1:]) != (gh * gw, c.V, c.D):
+            raise ValueError(
+                f"expected rows (B, {gh * gw}, {c.V}, {c.D}) for a {gh}×{gw} grid, "
+                f"got shape {tuple(m.shape)}"
+            )
+        patches = self._solve_rows(sphere_normalize(m))["patches"]
+        ps = c.patch_size
+        return self.boundary_smooth(stitch_patches(patches, c.channels, gh * ps, gw * ps, ps))
+
     def attention_alphas(self) -> list[torch.Tensor]:
         """α = max_alpha·σ(alpha_logits) of each cross-attention layer, (D,) each."""
         return [m.max_alpha * torch.sigmoid(m.alpha_logits.detach()) for m in self.cross_attn]
@@ -272,7 +296,11 @@ class SphereSolver(ProducerModule):
 
     def _solve(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, n, C·ps²) patches that attend to each other → M, U, S_orig, S, Vt, patches."""
-        M = self._encode(patches)  # (B, n, V, D), unit rows
+        return self._solve_rows(self._encode(patches))
+
+    def _solve_rows(self, M: torch.Tensor) -> dict[str, torch.Tensor]:
+        """M (B, n, V, D) unit rows of patches that attend to each other → M, U, S_orig, S,
+        Vt, decoded patches (B, n, C·ps²)."""
         U, S_orig, Vt = self._spectral(M)  # (B, n, V, D), (B, n, D), (B, n, D, D)
         S = S_orig
         for layer in self.cross_attn:

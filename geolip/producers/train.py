@@ -7,6 +7,14 @@ multiplies the MSE by (1 + 0.5·prox) with prox = exp(-(cv - target)²/(2·0.15�
 gradient every 50 steps — a loss reweighting, not a geometric force (spec §C.3, H.4). Off by
 default. Under ``torchrun`` the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL
 on CUDA); each rank draws its own data stream and rank 0 evaluates and writes checkpoints.
+
+A model that draws its own regression targets from labelled images (a
+:class:`~geolip.producers.contract.TargetRegressor`, e.g. GLFM's flow matching) trains through
+the same loop, checkpoints and resume: ``TrainConfig.dataset`` names the images (a dataset
+SPEC, resized to ``img_size``; the last ``eval_per_type`` × classes images are held out for
+validation), each step draws a batch and the model's (inputs, target) pair from the data
+generator, the loss is MSE(model(*inputs), target), and the model's validation metrics replace
+the autoencoder's (their ``mse`` picks ``best/``).
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from geolip.data.dataset import ImageDataset
 from geolip.data.noise import TRAINING_NOISES, mixed_batch, noise_batch
-from geolip.errors import TrainingInterrupted
+from geolip.data.specs import DatasetSpec, open_dataset
+from geolip.errors import DatasetError, TrainingInterrupted
 from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from geolip.producers.contract import Trainable
+from geolip.producers.contract import TargetRegressor, Trainable
 from geolip.solvers.metrics import effective_rank, pentachoron_cv
 from geolip.solvers.null import row_spectrum_null
 
@@ -55,6 +65,21 @@ class TrainConfig(BaseModel):
     eval_per_type: int = Field(default=32, ge=1)
     save_every: int = Field(default=0, ge=0, description="steps between rolling checkpoints")
     amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+    dataset: str | None = Field(
+        default=None,
+        description="labelled images (a dataset SPEC) for models that draw their own targets; "
+        "unset: the noise curriculum of an autoencoder",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_spec(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            try:
+                DatasetSpec.parse(spec)
+            except DatasetError as err:
+                raise ValueError(err.problem) from None
+        return spec
 
     @field_validator("noises")
     @classmethod
@@ -100,10 +125,20 @@ class Trainer:
         device: str | torch.device = "cpu",
         resume: bool = False,
     ) -> None:
-        if not isinstance(model, Trainable):
+        self.regressor = isinstance(model, TargetRegressor)
+        if not self.regressor and not isinstance(model, Trainable):
             raise TypeError(
                 f"{type(model).__name__} cannot be trained here: the Trainer needs forward() → "
-                "recon, S, S_orig, attention_alphas() and pretrained_config()"
+                "recon, S, S_orig, attention_alphas() and pretrained_config(), or "
+                "training_pair(), check_batch() and validation_metrics()"
+            )
+        if self.regressor != (config.dataset is not None):
+            raise ValueError(
+                f"{type(model).__name__} draws its own targets from labelled images: set dataset "
+                "(a dataset SPEC such as 'shapes:n=2000,size=32')"
+                if self.regressor
+                else f"{type(model).__name__} is an autoencoder trained on noise: leave dataset "
+                f"unset (got {config.dataset!r})"
             )
         self.config = config
         self.out_dir = Path(out_dir)
@@ -117,6 +152,10 @@ class Trainer:
         )
         self.data_gen = torch.Generator(device=self.device)
         self.data_gen.manual_seed(config.seed * 1000 + self.rank)
+        self.train_images: ImageDataset | None = None
+        if self.regressor:
+            self.train_images, self.validation = _labelled_split(config, self.device)
+            _check_every_label(model, self.validation, self.train_images.labels)
         self.step = 0
         self.epoch = 0
         self.best_mse = math.inf
@@ -208,7 +247,12 @@ class Trainer:
             save_checkpoint(self.out_dir / name, state)
 
     # ----------------------------------------------------------------------------- steps
-    def _batch(self) -> torch.Tensor:
+    def _batch(self) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.train_images is not None:
+            n, size = len(self.train_images), (self.config.batch_size,)
+            idx = torch.randint(n, size, generator=self.data_gen, device=self.device).cpu()
+            x = self.train_images.batch(idx).to(self.device)
+            return x, self.train_images.labels[idx].to(self.device)
         x, _ = mixed_batch(
             self.config.batch_size,
             self.config.img_size,
@@ -219,8 +263,14 @@ class Trainer:
         )
         return x
 
-    def _loss(self, x: torch.Tensor) -> torch.Tensor:
+    def _loss(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         amp = self.config.amp and self.device.type == "cuda"
+        if isinstance(batch, tuple):
+            inputs, target = _unwrap(self.model).training_pair(*batch, self.data_gen)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+                prediction = self.model(*inputs)  # through DDP when it wraps the model
+            return torch.nn.functional.mse_loss(prediction.float(), target)
+        x = batch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             out = self.model(x)
             recon = torch.nn.functional.mse_loss(out["recon"].float(), x)
@@ -243,11 +293,14 @@ class Trainer:
         self.step += 1
         return loss.item()
 
-    def optimisation_step(self, x: torch.Tensor) -> torch.Tensor:
-        """Loss, backward, cross-attention clipping and the Adam step on the batch x; returns
-        the loss, detached. Never synchronises with the host (unless cv_proximity_reweighting
-        is on), so it can be captured in a CUDA graph; the step counter is the caller's."""
-        loss = self._loss(x)
+    def optimisation_step(
+        self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """Loss, backward, cross-attention clipping and the Adam step on the batch (images x,
+        or (x, labels) for a target regressor); returns the loss, detached. For images it never
+        synchronises with the host (unless cv_proximity_reweighting is on), so it can be
+        captured in a CUDA graph; the step counter is the caller's."""
+        loss = self._loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clipped = cross_attention_parameters(self.model)
@@ -261,9 +314,15 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         """Validation on a fixed seeded set: MSE per noise type and spectral statistics, each
         spectral statistic beside its null for V i.i.d. unit rows (``*_null_mean``/``_sd``, over
-        ``null_matrices`` matrices a trial: :func:`geolip.solvers.null.row_spectrum_null`)."""
+        ``null_matrices`` matrices a trial: :func:`geolip.solvers.null.row_spectrum_null`).
+        A target regressor reports its own ``validation_metrics`` on the held-out images, its
+        random draws from a generator seeded 10,000 + seed, the same every epoch."""
         model = _unwrap(self.model).eval()
         gen = torch.Generator(device=self.device).manual_seed(10_000 + self.config.seed)
+        if self.regressor:
+            x, labels = self.validation
+            found = model.validation_metrics(x, labels, gen)
+            return {"epoch": self.epoch, "step": self.step, **found}
         per_type: dict[str, float] = {}
         s_all, s_orig_all = [], []
         for kind in self.config.noises:
@@ -397,3 +456,31 @@ def maybe_init_distributed() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
+
+
+def _labelled_split(
+    config: TrainConfig, device: torch.device
+) -> tuple[ImageDataset, tuple[torch.Tensor, torch.Tensor]]:
+    """(training images, held-out validation (x, labels) on ``device``) of ``config.dataset``,
+    at ``img_size``: the last ``eval_per_type`` × classes images are held out, at most half."""
+    assert config.dataset is not None
+    images = open_dataset(config.dataset)
+    if images.size != (config.img_size, config.img_size):
+        images = images.resized(config.img_size)
+    n_val = min(config.eval_per_type * len(images.classes), len(images) // 2)
+    if n_val < 1:
+        raise ValueError(
+            f"dataset {config.dataset!r} has {len(images)} images: too few to hold out validation"
+        )
+    train, val = images.split(len(images) - n_val)
+    return train, (val.images.to(device), val.labels.to(device))
+
+
+def _check_every_label(
+    model: TargetRegressor, validation: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor
+) -> None:
+    """The model's input check on the validation batch and on every training label (paired
+    with a broadcast view of one validation image), before any step."""
+    x, val_labels = validation
+    model.check_batch(x, val_labels)
+    model.check_batch(x[:1].expand(len(labels), *x.shape[1:]), labels.to(x.device))

@@ -8,6 +8,7 @@ from geolip.solvers.alignment import ProjectiveAlignment, align_projective
 from geolip.solvers.linalg import gram_svd, sphere_normalize
 from geolip.solvers.metrics import cv_uniform, effective_rank, pentachoron_cv
 from geolip.solvers.null import NullDistribution, null_codebook_stats, null_percentile
+from geolip.solvers.primitives import BasisSolution, project, solve_basis
 from geolip.solvers.procrustes import (
     GPAResult,
     WhitenedProcrustes,
@@ -27,12 +28,21 @@ from geolip.solvers.projective import (
     statute,
     uniform_rp_baseline,
 )
+from geolip.solvers.projective_kmeans import (
+    KMeansNull,
+    ProjectiveKMeans,
+    kmeans_null,
+    projective_kmeans,
+)
 
 __all__ = [
+    "BasisSolution",
     "Collapse",
     "GPAResult",
+    "KMeansNull",
     "NullDistribution",
     "ProjectiveAlignment",
+    "ProjectiveKMeans",
     "StatuteReport",
     "WhitenedProcrustes",
     "align_projective",
@@ -43,13 +53,17 @@ __all__ = [
     "effective_rank",
     "generalized_procrustes",
     "gram_svd",
+    "kmeans_null",
     "mean_projective_angle",
     "null_codebook_stats",
     "null_percentile",
     "orthogonal_procrustes",
     "pentachoron_cv",
+    "project",
     "projective_angle",
     "projective_cos",
+    "projective_kmeans",
+    "solve_basis",
     "sphere_normalize",
     "statute",
     "uniform_rp_baseline",

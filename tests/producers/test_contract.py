@@ -22,7 +22,10 @@ from geolip.producers.train import Trainer
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_builds_a_producer_whose_geometry_matches_its_rows(name: str) -> None:
-    small = {"hidden": 8, "depth": 0} if get_preset(name).model_class is not PatchProjector else {}
+    small = {
+        "SphereSolver": {"hidden": 8, "depth": 0},
+        "GLFM": {"width": 8, "hidden": 8, "n_anchors": 8, "n_blocks": 0},
+    }.get(get_preset(name).model_class.__name__, {})
     model = build(name, seed=0, **small)
     assert isinstance(model, Producer) and model.preset == name
     g = model.geometry
