@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from geolip.data.dataset import ImageDataset
@@ -413,7 +414,7 @@ class Trainer:
             ),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=not show) as bar:
+        with Progress(*columns, disable=not show, console=Console(stderr=True)) as bar:
             while self.epoch < cfg.epochs:
                 done = self.step - self.epoch * cfg.steps_per_epoch
                 task = bar.add_task(
