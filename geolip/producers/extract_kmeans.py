@@ -31,10 +31,10 @@ def extract_kmeans_codebook(
     n: int | None = None,
     size: int | None = None,
     seed: int = 0,
-    restarts: int = 4,
-    max_iter: int = 100,
+    restarts: int = 2,
+    max_iter: int = 50,
     max_rows: int | None = 65_536,
-    null_trials: int = 8,
+    null_trials: int = 4,
     quality_null_trials: int = 300,
     batch_size: int = 16,
     name: str | None = None,
@@ -104,7 +104,7 @@ def extract_kmeans_codebook(
 
 
 def kmeans_report(
-    fit: ProjectiveKMeans, *, null_trials: int, seed: int, restarts: int = 4, max_iter: int = 100
+    fit: ProjectiveKMeans, *, null_trials: int, seed: int, restarts: int = 2, max_iter: int = 50
 ) -> dict[str, Any]:
     """The fit's objective and usage perplexity, each placed in :func:`kmeans_null` for the
     same fitted row count, D, K, restarts and max_iter, as a JSON-safe dict: ``rows``

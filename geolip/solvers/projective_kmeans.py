@@ -94,17 +94,19 @@ def assign_rows(rows: torch.Tensor, axes: torch.Tensor) -> tuple[torch.Tensor, t
         rows: (N, D) unit rows, float64. axes: (k, D) unit axes, float64.
 
     Returns:
-        (assignment (N,) int64, cos² to that axis (N,) float64). Invariant to the sign of any
-        row or axis.
+        (assignment (N,) int64, cos² to that axis (N,) float64). The search runs in float32
+        (its ties are broken by float32 rounding), cos² of the chosen axis in float64.
+        Invariant to the sign of any row or axis: −x rounds to exactly −(x rounded).
     """
     out_idx = torch.empty(rows.shape[0], dtype=torch.int64)
     out_cos2 = torch.empty(rows.shape[0], dtype=torch.float64)
+    axes32 = axes.float()
     step = _chunk(axes.shape[0])
     for start in range(0, rows.shape[0], step):
-        cos2 = (rows[start : start + step] @ axes.T).square()
-        best, idx = cos2.max(dim=1)
+        chunk = rows[start : start + step]
+        idx = (chunk.float() @ axes32.T).abs_().argmax(dim=1)
         out_idx[start : start + step] = idx
-        out_cos2[start : start + step] = best
+        out_cos2[start : start + step] = (chunk * axes[idx]).sum(dim=1).square()
     return out_idx, out_cos2
 
 
@@ -133,10 +135,11 @@ def _seed_plus_plus(rows: torch.Tensor, k: int, gen: torch.Generator) -> torch.T
     chosen = [canonical_sign(rows[first])]
     far = 1.0 - (rows @ chosen[0]).square()
     for _ in range(1, k):
-        weights = far.clamp(min=0.0)
-        if float(weights.sum()) <= 0.0:  # every row already on a chosen axis: any row will do
-            weights = torch.ones_like(weights)
-        nxt = int(torch.multinomial(weights, 1, generator=gen))
+        cumulative = far.clamp(min=0.0).cumsum(0)
+        if float(cumulative[-1]) <= 0.0:  # every row already on a chosen axis: any row will do
+            cumulative = torch.arange(1, n + 1, dtype=torch.float64)
+        draw = torch.rand(1, generator=gen, dtype=torch.float64) * cumulative[-1]
+        nxt = min(int(torch.searchsorted(cumulative, draw, right=True)), n - 1)
         chosen.append(canonical_sign(rows[nxt]))
         far = torch.minimum(far, 1.0 - (rows @ chosen[-1]).square())
     return torch.stack(chosen)
@@ -183,7 +186,7 @@ def projective_kmeans(
     *,
     restarts: int = 4,
     max_iter: int = 100,
-    tol: float = 1e-10,
+    tol: float = 1e-7,
     seed: int = 0,
     max_rows: int | None = None,
 ) -> ProjectiveKMeans:
