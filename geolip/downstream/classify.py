@@ -239,17 +239,35 @@ def fit_head(
     head.mean.copy_(flat.mean(dim=0))
     head.std.copy_(flat.std(dim=0, unbiased=False).clamp(min=STD_FLOOR))
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    head.train()
-    for _ in range(cfg.epochs):
+    fit_cross_entropy(
+        head, x, y, optimizer, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed
+    )
+    return head
+
+
+def fit_cross_entropy(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> None:
+    """Minibatch cross-entropy on inputs x (N, ...) and labels y (N,): each epoch visits the
+    rows in an order drawn from ``seed`` (its own generator). Leaves ``model`` in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
         order = torch.randperm(x.shape[0], generator=gen)
-        for start in range(0, x.shape[0], cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
-            loss = cross_entropy(head(x[rows]), y[rows])
+        for start in range(0, x.shape[0], batch_size):
+            rows = order[start : start + batch_size]
+            loss = cross_entropy(model(x[rows]), y[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return head.eval()
+    model.eval()
 
 
 @torch.no_grad()

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.functional import cross_entropy, interpolate
+from torch.nn.functional import interpolate
 
 from geolip.data.dataset import ImageDataset
+from geolip.downstream.classify import accuracy, fit_cross_entropy
 from geolip.errors import DatasetError
 
 
@@ -77,19 +78,10 @@ class CNNImage:
             torch.manual_seed(seed)
             model = SmallCNN(x.shape[1], len(dataset.classes), self.width)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
-        gen = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(self.epochs):
-            order = torch.randperm(x.shape[0], generator=gen)
-            for start in range(0, x.shape[0], self.batch_size):
-                rows = order[start : start + self.batch_size]
-                loss = cross_entropy(model(x[rows]), y[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            self.last_train_accuracy = (model(x).argmax(1) == y).double().mean().item()
+        fit_cross_entropy(
+            model, x, y, optimizer, epochs=self.epochs, batch_size=self.batch_size, seed=seed
+        )
+        self.last_train_accuracy = accuracy(model, x, y)
         return model
 
     def features(self, dataset: ImageDataset, train: torch.Tensor, seed: int) -> torch.Tensor:
