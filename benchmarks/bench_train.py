@@ -56,7 +56,28 @@ class FixedBatchTrainer(Trainer):
         return super()._batch() if self.fixed is None else self.fixed
 
 
-def images_per_s(route: str, compiled: bool, fresh_noise: bool, steps: int) -> float:
+def fresh_step_synchronisations() -> str:
+    """Whether one Trainer step on fresh noise (types drawn on the host) waits for the GPU:
+    "none", or the first synchronising call CUDA's sync debug mode caught."""
+    model = RoutedSolver(get_preset("freckles").model, preset="freckles")
+    config = train_config("freckles", epochs=1, steps_per_epoch=4)
+    trainer = FixedBatchTrainer(model, config, Path("/tmp/bench_train"), device="cuda")
+    trainer.train_step()  # lazy initialisation (Adam state, cuBLAS handles) may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        trainer.train_step()
+        return "none"
+    except RuntimeError as err:
+        return f"synchronises: {str(err).splitlines()[0][:120]}"
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def images_per_s(route: str, compiled: bool, noise: str, steps: int) -> float:
+    """Images/s of the step; ``noise``: "fixed" (one pre-generated batch), "host" (fresh
+    noise, types drawn on the host: no synchronisation) or "device" (fresh noise, types drawn
+    on the GPU, whose per-type counts the host must read)."""
     torch.manual_seed(0)
     model = RoutedSolver(get_preset("freckles").model, preset="freckles")
     model.route = route
@@ -65,7 +86,9 @@ def images_per_s(route: str, compiled: bool, fresh_noise: bool, steps: int) -> f
         model._decode = torch.compile(model._decode)
     config = train_config("freckles", epochs=1, steps_per_epoch=steps)
     trainer = FixedBatchTrainer(model, config, Path("/tmp/bench_train"), device="cuda")
-    if not fresh_noise:
+    if noise == "device":
+        trainer.label_gen = None
+    if noise == "fixed":
         gen = torch.Generator(device="cuda").manual_seed(0)
         trainer.fixed, _ = mixed_batch(256, 64, generator=gen, device="cuda")
     for _ in range(10 if not compiled else 25):
@@ -136,14 +159,16 @@ def graphed_images_per_s(route: str, steps: int) -> float:
     return steps * config.batch_size / elapsed
 
 
-VARIANTS = [  # (label, route, compiled, fresh noise)
-    ("fused", "fused", False, False),
-    ("fused + compile", "fused", True, False),
-    ("eigh (float64, chunked)", "eigh", False, False),
-    ("gesvda (chunked)", "gesvda", False, False),
-    ("no SVD", "none", False, False),
-    ("no SVD + compile", "none", True, False),
-    ("fused, fresh noise every step", "fused", False, True),
+VARIANTS = [  # (label, route, compiled, noise)
+    ("fused", "fused", False, "fixed"),
+    ("fused + compile", "fused", True, "fixed"),
+    ("eigh (float64, chunked)", "eigh", False, "fixed"),
+    ("gesvda (chunked)", "gesvda", False, "fixed"),
+    ("no SVD", "none", False, "fixed"),
+    ("no SVD + compile", "none", True, "fixed"),
+    ("fused, fresh noise every step", "fused", False, "host"),
+    ("fused, fresh noise, types drawn on the GPU", "fused", False, "device"),
+    ("fused + compile, fresh noise every step", "fused", True, "host"),
 ]
 GRAPHED = [("fused + CUDA graph", "fused"), ("no SVD + CUDA graph", "none")]
 
@@ -161,11 +186,11 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     prov = provenance(device=torch.cuda.get_device_name(0))
     results = {}
-    for label, route, compiled, fresh in VARIANTS:
+    for label, route, compiled, noise in VARIANTS:
         if wanted is not None and label not in wanted:
             continue
         try:
-            results[label] = images_per_s(route, compiled, fresh, args.steps)
+            results[label] = images_per_s(route, compiled, noise, args.steps)
         except Exception as err:  # a failed variant is reported, not hidden
             results[label] = f"failed: {type(err).__name__}: {str(err)[:100]}"
         print(label, results[label], flush=True)
@@ -177,8 +202,14 @@ def main() -> None:
         except Exception as err:  # a failed variant is reported, not hidden
             results[label] = f"failed: {type(err).__name__}: {str(err)[:100]}"
         print(label, results[label], flush=True)
+    syncs = fresh_step_synchronisations()
+    print("synchronisations in a fresh-noise step:", syncs, flush=True)
     if args.json:
-        data = {"provenance": close_provenance(prov), "images_per_s": results}
+        data = {
+            "provenance": close_provenance(prov),
+            "images_per_s": results,
+            "fresh_step_synchronisations": syncs,
+        }
         Path(args.json).write_text(json.dumps(data, indent=2))
     if args.no_doc or args.only:  # the doc table holds full runs only
         return

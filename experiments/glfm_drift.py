@@ -52,7 +52,7 @@ def run(lr: float, steps: int, every: int, seed: int, scratch: Path) -> dict[str
     trainer = Trainer(model, recipe, scratch / f"lr{lr:g}")  # no fit(): nothing is saved
     log, losses, start = [], [], time.perf_counter()
     while trainer.step < steps:
-        losses.append(trainer.train_step())
+        losses.append(trainer.train_step().item())
         if trainer.step % every == 0 or trainer.step == steps:
             summary = drift_summary(model.constellation.drift())
             log.append(

@@ -417,13 +417,33 @@ def _shape(n: int, size: int | tuple[int, int], channels: int) -> _Shape:
 
 def _batch(registry: dict[str, _Noise], labels: Tensor, shape: _Shape, r: _Sampler) -> Tensor:
     """Images (n, C, H, W) where image i has type ``labels[i]``, clamped to [−4, 4], in the
-    working dtype; one generator call per type present, in id order."""
+    working dtype; one generator call per type present, in id order.
+
+    Labels on the CPU cost the device no synchronisation: the per-type counts are known on the
+    host, the images are drawn type by type into one type-sorted block and put in label order by
+    one gather whose index reaches the device asynchronously (from pinned memory)."""
     generators = list(registry.values())
-    out = torch.empty(shape, device=r.device, dtype=r.dtype)
-    for t in labels.unique().tolist():
-        rows = (labels == t).nonzero().squeeze(1)
-        out[rows] = generators[t](r, (len(rows), *shape[1:]))
-    return out.clamp_(-CLAMP, CLAMP)
+    if labels.device.type != "cpu":
+        out = torch.empty(shape, device=r.device, dtype=r.dtype)
+        for t in labels.unique().tolist():  # device labels: the counts need a host read
+            rows = (labels == t).nonzero().squeeze(1)
+            out[rows] = generators[t](r, (len(rows), *shape[1:]))
+        return out.clamp_(-CLAMP, CLAMP)
+    order = labels.argsort(stable=True)
+    counts = torch.bincount(labels, minlength=len(generators)).tolist()
+    blocks = [generators[t](r, (c, *shape[1:])) for t, c in enumerate(counts) if c]
+    empty = torch.empty(shape, device=r.device, dtype=r.dtype)
+    sorted_images = torch.cat(blocks) if blocks else empty
+    position = torch.empty_like(order).index_put_((order,), torch.arange(len(order)))
+    return sorted_images[_to_device_async(position, r.device)].clamp_(-CLAMP, CLAMP)
+
+
+def _to_device_async(t: Tensor, device: torch.device) -> Tensor:
+    """A host tensor on ``device`` without waiting for the device's queue (a pageable host copy
+    would synchronise the stream first; a pinned one is queued)."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def noise_batch(
@@ -488,20 +508,36 @@ def mixed_batch(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     faithful: bool = False,
+    label_generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """A training batch: each image's type drawn uniformly from ``kinds``.
 
+    Args:
+        label_generator: a CPU generator for the type draws. Given, a batch on the GPU is built
+            without a single host–device synchronisation (the per-type counts are known on the
+            host), so it queues behind the training step instead of stalling it; the images come
+            from the same generators, so the batch has the same distribution. ``None`` draws the
+            types from ``generator`` on the images' device, as before.
+        The rest: as :func:`noise_batch`.
+
     Returns:
-        images (n, C, H, W) as :func:`noise_batch`, and (n,) int64 type ids on the same device,
-        ids into :data:`TRAINING_NOISES` (not positions in ``kinds``).
+        images (n, C, H, W) as :func:`noise_batch`, and (n,) int64 type ids on the images'
+        device, ids into :data:`TRAINING_NOISES` (not positions in ``kinds``).
+
+    Raises:
+        ValueError: no kinds, an unknown kind, bad sizes, or a label generator not on the CPU.
     """
     if not kinds:
         raise ValueError("mixed_batch needs at least one noise kind")
+    if label_generator is not None and label_generator.device.type != "cpu":
+        raise ValueError(f"label_generator must be a CPU generator, got {label_generator.device}")
     ids, shape = [_resolve(k, _TRAINING) for k in kinds], _shape(n, size, channels)
     r = _sampler(generator, device, dtype, faithful)
-    pick = torch.randint(len(ids), (n,), generator=r.generator, device=r.device)
-    labels = torch.tensor(ids, device=r.device)[pick]
-    return _batch(_TRAINING, labels, shape, r).to(dtype), labels
+    types = r.device if label_generator is None else torch.device("cpu")
+    pick = torch.randint(len(ids), (n,), generator=label_generator or r.generator, device=types)
+    labels = torch.tensor(ids, device=types)[pick]
+    images = _batch(_TRAINING, labels, shape, r).to(dtype)
+    return images, _to_device_async(labels, r.device)
 
 
 # calibration name → (family, the types its images cycle through)

@@ -15,36 +15,54 @@ SPEC, resized to ``img_size``; the last ``eval_per_type`` × classes images are 
 validation), each step draws a batch and the model's (inputs, target) pair from the data
 generator, the loss is MSE(model(*inputs), target), and the model's validation metrics replace
 the autoencoder's (their ``mse`` picks ``best/``).
+
+An autoencoder may reconstruct a dataset instead of noise (``dataset`` set; ``img_size`` None
+keeps the dataset's own size, e.g. token sequences (1, T, F)): validation is then its held-out
+part. Three optional hooks of :mod:`geolip.producers.contract` let a model shape its own
+training without a trainer of its own: ``aux_loss`` in its forward output (extra loss terms:
+a KL, a geometric loss, an internal reconstruction), ``parameter_groups(lr)`` (optimiser groups
+at their own rates) and ``start_epoch(epoch)`` (loss phases); ``monitors(x)`` adds its own
+statistics to each epoch's metrics.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.optim.lr_scheduler import LRScheduler
 
 from geolip.data.dataset import ImageDataset
 from geolip.data.noise import TRAINING_NOISES, mixed_batch, noise_batch
 from geolip.data.specs import DatasetSpec, open_dataset
 from geolip.errors import DatasetError, TrainingInterrupted
 from geolip.producers.checkpoint import TrainingState, load_checkpoint, save_checkpoint
-from geolip.producers.contract import TargetRegressor, Trainable
+from geolip.producers.contract import (
+    GroupedParameters,
+    Monitored,
+    Phased,
+    TargetRegressor,
+    Trainable,
+)
 from geolip.solvers.metrics import effective_rank, pentachoron_cv
 from geolip.solvers.null import row_spectrum_null
 
 SOFT_HAND_EVERY = 50
 SOFT_HAND_SIGMA = 0.15
 SOFT_HAND_BOOST = 0.5
+LOSS_SHOWN_EVERY = 25
+"""Steps between the progress bar's loss reads: each read waits for the device."""
 
 
 class TrainConfig(BaseModel):
@@ -56,7 +74,9 @@ class TrainConfig(BaseModel):
     lr: float = Field(gt=0)
     epochs: int = Field(ge=1)
     steps_per_epoch: int = Field(ge=1)
-    img_size: int = Field(default=64, ge=1)
+    img_size: int | None = Field(
+        default=64, ge=1, description="image side; None: the dataset's own size (needs dataset)"
+    )
     noises: tuple[str, ...] = TRAINING_NOISES
     faithful_noise: bool = False
     seed: int = 0
@@ -66,11 +86,24 @@ class TrainConfig(BaseModel):
     eval_per_type: int = Field(default=32, ge=1)
     save_every: int = Field(default=0, ge=0, description="steps between rolling checkpoints")
     amp: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU)")
+    lr_schedule: Literal["cosine-epochs", "warmup-cosine"] = Field(
+        default="cosine-epochs",
+        description="cosine-epochs: CosineAnnealingLR(T_max=epochs) stepped once an epoch; "
+        "warmup-cosine: per step, linear warm-up over warmup_steps then a cosine to 0 at the "
+        "last step",
+    )
+    warmup_steps: int = Field(default=0, ge=0, description="linear warm-up (warmup-cosine only)")
     dataset: str | None = Field(
         default=None,
-        description="labelled images (a dataset SPEC) for models that draw their own targets; "
-        "unset: the noise curriculum of an autoencoder",
+        description="a dataset SPEC: the labelled images of a model that draws its own "
+        "targets, or what an autoencoder reconstructs; unset: the noise curriculum",
     )
+
+    @model_validator(mode="after")
+    def _size_known(self) -> TrainConfig:
+        if self.img_size is None and self.dataset is None:
+            raise ValueError("img_size None (the dataset's own size) needs a dataset")
+        return self
 
     @field_validator("dataset")
     @classmethod
@@ -94,6 +127,24 @@ class TrainConfig(BaseModel):
                 f"expected names from {', '.join(TRAINING_NOISES)}"
             )
         return noises
+
+
+def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig) -> LRScheduler:
+    """The lr schedule of ``config.lr_schedule``; a warmup-cosine one is stepped every step
+    (its lambda reads the config, so a resume with more epochs follows the longer cosine)."""
+    if config.lr_schedule == "cosine-epochs":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _warmup_cosine(step, config))
+
+
+def _warmup_cosine(step: int, config: TrainConfig) -> float:
+    """The lr factor at ``step``: (step + 1)/warmup during warm-up, then ½(1 + cos πu) with u
+    the fraction of the remaining steps done (1 at the first step after warm-up, 0 at the end)."""
+    total = config.epochs * config.steps_per_epoch
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    u = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(u, 1.0)))
 
 
 def _rank() -> int:
@@ -133,13 +184,10 @@ class Trainer:
                 "recon, S, S_orig, attention_alphas() and pretrained_config(), or "
                 "training_pair(), check_batch() and validation_metrics()"
             )
-        if self.regressor != (config.dataset is not None):
+        if self.regressor and config.dataset is None:
             raise ValueError(
                 f"{type(model).__name__} draws its own targets from labelled images: set dataset "
                 "(a dataset SPEC such as 'shapes:n=2000,size=32')"
-                if self.regressor
-                else f"{type(model).__name__} is an autoencoder trained on noise: leave dataset "
-                f"unset (got {config.dataset!r})"
             )
         self.config = config
         self.out_dir = Path(out_dir)
@@ -147,15 +195,26 @@ class Trainer:
         self.model = model.to(self.device)
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = _rank()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs
+        # fused Adam on CUDA: one kernel for every parameter instead of a few per tensor
+        fused = self.device.type == "cuda"
+        groups = (
+            model.parameter_groups(config.lr)
+            if isinstance(model, GroupedParameters)
+            else self.model.parameters()
         )
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, fused=fused)
+        self.scheduler = _schedule(self.optimizer, config)
         self.data_gen = torch.Generator(device=self.device)
         self.data_gen.manual_seed(config.seed * 1000 + self.rank)
+        # noise types are drawn on the host so a GPU batch is built without a synchronisation;
+        # on the CPU the one data generator serves both, as it always has
+        self.label_gen = self.data_gen
+        if self.device.type != "cpu":
+            self.label_gen = torch.Generator().manual_seed(config.seed * 1000 + self.rank)
         self.train_images: ImageDataset | None = None
-        if self.regressor:
+        if config.dataset is not None:
             self.train_images, self.validation = _labelled_split(config, self.device)
+        if self.regressor:
             _check_every_label(model, self.validation, self.train_images.labels)
         self.step = 0
         self.epoch = 0
@@ -171,7 +230,9 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- state
     def _state(self, metrics: dict[str, Any] | None) -> TrainingState:
-        rng = {"cpu": torch.get_rng_state(), "data": self._gathered_data_state()}
+        rng = {"cpu": torch.get_rng_state(), "data": self._gathered_state(self.data_gen)}
+        if self.label_gen is not self.data_gen:
+            rng["labels"] = self._gathered_state(self.label_gen)
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         model = _unwrap(self.model)
@@ -191,8 +252,9 @@ class Trainer:
             },
         )
 
-    def _gathered_data_state(self) -> torch.Tensor:
-        state = self.data_gen.get_state().to(self.device if self.distributed else "cpu")
+    def _gathered_state(self, generator: torch.Generator) -> torch.Tensor:
+        """(world size, state bytes): every rank's state of its ``generator``."""
+        state = generator.get_state().to(self.device if self.distributed else "cpu")
         if not self.distributed:
             return state.cpu().unsqueeze(0)
         parts = [torch.empty_like(state) for _ in range(dist.get_world_size())]
@@ -201,7 +263,10 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path)
-        saved = state.config.get("train") or {}
+        # a checkpoint from before a field existed holds that field's default
+        fields = TrainConfig.model_fields.items()
+        defaults = json.loads(json.dumps({k: f.default for k, f in fields if not f.is_required()}))
+        saved = {**defaults, **(state.config.get("train") or {})}
         wanted = self.config.model_dump(mode="json")
         changed = [
             k for k in sorted({*saved, *wanted}) if k != "epochs" and saved.get(k) != wanted.get(k)
@@ -230,17 +295,24 @@ class Trainer:
         if "cuda" in state.rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.rng["cuda"], self.device)
         self.data_gen.set_state(state.rng["data"][self.rank].to(self.data_gen.device))
+        if "labels" in state.rng and self.label_gen is not self.data_gen:
+            self.label_gen.set_state(state.rng["labels"][self.rank])
 
     def _retarget_schedule(self) -> None:
-        """Resume with another ``epochs``: the remaining epochs follow the cosine of the new
-        ``T_max`` from the epoch reached (the lr jumps onto that curve; the epochs already run
+        """Resume with another ``epochs``: the rest of the run follows the cosine of the new
+        length from the point reached (the lr jumps onto that curve; the steps already run
         keep the lr they had, so the run is not the one a fresh ``epochs`` run would be)."""
-        self.scheduler.T_max = self.config.epochs
-        t, total = self.scheduler.last_epoch, self.config.epochs
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+        t = self.scheduler.last_epoch
+        bases = self.scheduler.base_lrs
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+            self.scheduler.T_max = total = self.config.epochs
             eta = self.scheduler.eta_min
-            group["lr"] = eta + (base - eta) * (1 + math.cos(math.pi * t / total)) / 2
-        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+            lrs = [eta + (b - eta) * (1 + math.cos(math.pi * t / total)) / 2 for b in bases]
+        else:
+            lrs = [b * _warmup_cosine(t, self.config) for b in bases]
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs
 
     def _save(self, name: str, metrics: dict[str, Any] | None = None) -> None:
         state = self._state(metrics)  # every rank joins the all_gather
@@ -253,7 +325,7 @@ class Trainer:
             n, size = len(self.train_images), (self.config.batch_size,)
             idx = torch.randint(n, size, generator=self.data_gen, device=self.device).cpu()
             x = self.train_images.batch(idx).to(self.device)
-            return x, self.train_images.labels[idx].to(self.device)
+            return (x, self.train_images.labels[idx].to(self.device)) if self.regressor else x
         x, _ = mixed_batch(
             self.config.batch_size,
             self.config.img_size,
@@ -261,6 +333,7 @@ class Trainer:
             generator=self.data_gen,
             device=self.device,
             faithful=self.config.faithful_noise,
+            label_generator=self.label_gen,
         )
         return x
 
@@ -275,24 +348,32 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             out = self.model(x)
             recon = torch.nn.functional.mse_loss(out["recon"].float(), x)
+        extra = out["aux_loss"].float() if "aux_loss" in out else 0.0  # the model's own terms
         if not self.config.cv_proximity_reweighting:
-            return recon
+            return recon + extra
         if self.step % SOFT_HAND_EVERY == 0:
             cv = pentachoron_cv(out["M"][0, 0].detach().double().cpu())
             if math.isfinite(cv) and cv > 0:
                 self._cv = cv
         if self._cv is None:
-            return recon
+            return recon + extra
         target = self.config.cv_target if self.config.cv_target is not None else self._cv
         prox = math.exp(-((self._cv - target) ** 2) / (2 * SOFT_HAND_SIGMA**2))
-        return (1 + SOFT_HAND_BOOST * prox) * recon
+        return (1 + SOFT_HAND_BOOST * prox) * recon + extra
 
-    def train_step(self) -> float:
-        """One optimisation step on a fresh batch; returns the loss."""
+    def train_step(self) -> torch.Tensor:
+        """One optimisation step on a fresh batch, the per-step lr schedule stepped.
+
+        Returns:
+            the loss, a detached 0-dim tensor on the training device. Nothing here waits for
+            the device; ``.item()`` on it does.
+        """
         self.model.train()
         loss = self.optimisation_step(self._batch())
         self.step += 1
-        return loss.item()
+        if self.config.lr_schedule != "cosine-epochs":
+            self.scheduler.step()
+        return loss
 
     def optimisation_step(
         self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -316,8 +397,11 @@ class Trainer:
         """Validation on a fixed seeded set: MSE per noise type and spectral statistics, each
         spectral statistic beside its null for V i.i.d. unit rows (``*_null_mean``/``_sd``, over
         ``null_matrices`` matrices a trial: :func:`geolip.solvers.null.row_spectrum_null`).
-        A target regressor reports its own ``validation_metrics`` on the held-out images, its
-        random draws from a generator seeded 10,000 + seed, the same every epoch."""
+        An autoencoder on a dataset is validated on its held-out part (``mse_per_type`` has the
+        one entry ``validation``); a :class:`~geolip.producers.contract.Monitored` model adds
+        its ``monitors`` of the validation inputs. A target regressor reports its own
+        ``validation_metrics`` on the held-out images, its random draws from a generator seeded
+        10,000 + seed, the same every epoch."""
         model = _unwrap(self.model).eval()
         gen = torch.Generator(device=self.device).manual_seed(10_000 + self.config.seed)
         if self.regressor:
@@ -326,15 +410,21 @@ class Trainer:
             return {"epoch": self.epoch, "step": self.step, **found}
         per_type: dict[str, float] = {}
         s_all, s_orig_all = [], []
-        for kind in self.config.noises:
-            x = noise_batch(
-                kind,
-                self.config.eval_per_type,
-                self.config.img_size,
-                generator=gen,
-                device=self.device,
-                faithful=self.config.faithful_noise,
-            )
+        if self.train_images is not None:
+            batches = {"validation": self.validation[0]}
+        else:
+            batches = {
+                kind: noise_batch(
+                    kind,
+                    self.config.eval_per_type,
+                    self.config.img_size,
+                    generator=gen,
+                    device=self.device,
+                    faithful=self.config.faithful_noise,
+                )
+                for kind in self.config.noises
+            }
+        for kind, x in batches.items():
             out = model(x)
             per_type[kind] = torch.nn.functional.mse_loss(out["recon"].float(), x).item()
             s_all.append(out["S"].float().flatten(0, -2))
@@ -355,6 +445,8 @@ class Trainer:
             **null.summary(),
         }
         metrics["alpha_mean"] = [a.mean().item() for a in model.attention_alphas()]
+        if isinstance(model, Monitored):
+            metrics.update(model.monitors(torch.cat(list(batches.values()))))
         return metrics
 
     # ------------------------------------------------------------------------------- fit
@@ -416,6 +508,8 @@ class Trainer:
         )
         with Progress(*columns, disable=not show, console=Console(stderr=True)) as bar:
             while self.epoch < cfg.epochs:
+                if isinstance(phased := _unwrap(self.model), Phased):
+                    phased.start_epoch(self.epoch)
                 done = self.step - self.epoch * cfg.steps_per_epoch
                 task = bar.add_task(
                     "train",
@@ -426,16 +520,21 @@ class Trainer:
                     rate=0.0,
                 )
                 start = time.perf_counter()
-                for n_done in range(1, cfg.steps_per_epoch - done + 1):
+                remaining = cfg.steps_per_epoch - done
+                for n_done in range(1, remaining + 1):
                     loss = self.train_step()
                     if self._interrupted:
                         raise KeyboardInterrupt
+                    shown = {}
+                    if n_done % LOSS_SHOWN_EVERY == 0 or n_done == remaining:
+                        shown["loss"] = loss.item()  # the only host read of the loss
                     rate = cfg.batch_size * n_done / max(time.perf_counter() - start, 1e-9)
-                    bar.update(task, advance=1, loss=loss, rate=rate)
+                    bar.update(task, advance=1, rate=rate, **shown)
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         self._save("latest")
                 self.epoch += 1
-                self.scheduler.step()
+                if cfg.lr_schedule == "cosine-epochs":
+                    self.scheduler.step()
                 # every rank evaluates the same synchronised weights on the same fixed set, so
                 # all take the same "best" decision and join the same collective saves
                 metrics = self.evaluate()
@@ -466,7 +565,7 @@ def _labelled_split(
     at ``img_size``: the last ``eval_per_type`` × classes images are held out, at most half."""
     assert config.dataset is not None
     images = open_dataset(config.dataset)
-    if images.size != (config.img_size, config.img_size):
+    if config.img_size is not None and images.size != (config.img_size, config.img_size):
         images = images.resized(config.img_size)
     n_val = min(config.eval_per_type * len(images.classes), len(images) // 2)
     if n_val < 1:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_runner import run, run_json
 
 from geolip import Codebook
@@ -80,7 +81,7 @@ def test_ctrl_c_saves_latest_prints_the_resume_command_and_resume_finishes(
     run_dir = tmp_path / "run"
     real_step = Trainer.train_step
 
-    def interrupted(self: Trainer) -> float:
+    def interrupted(self: Trainer) -> torch.Tensor:
         if self.step == 2:
             raise KeyboardInterrupt
         return real_step(self)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from cli_runner import run, run_json
 
 from geolip.producers.checkpoint import load_checkpoint
@@ -96,7 +97,7 @@ def test_ctrl_c_prints_the_glfm_resume_command_which_finishes(tmp_path: Path, ca
     run_dir = tmp_path / "run"
     real_step = Trainer.train_step
 
-    def interrupted(self: Trainer) -> float:
+    def interrupted(self: Trainer) -> torch.Tensor:
         if self.step == 2:
             raise KeyboardInterrupt
         return real_step(self)

@@ -187,7 +187,7 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeyp
     assert last["anchor_drift"]["n_anchors"] == 12 and sum(last["anchor_drift"]["counts"]) == 12
     real_step = Trainer.train_step
 
-    def interrupted_step(self: Trainer) -> float:
+    def interrupted_step(self: Trainer) -> torch.Tensor:
         if self.step == 5:
             raise KeyboardInterrupt
         return real_step(self)

@@ -107,7 +107,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
     )
     real_step = Trainer.train_step
 
-    def dying_step(self: Trainer) -> float:
+    def dying_step(self: Trainer) -> torch.Tensor:
         if self.step == 8:  # after the step-6 checkpoint, before the next one
             raise RuntimeError("simulated crash")  # not Ctrl-C: nothing more is saved
         return real_step(self)
@@ -132,7 +132,7 @@ def test_ctrl_c_saves_the_interrupted_step_and_resumes_to_the_same_run(
     stopped = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, "save_every": 5}), tmp_path / "c")
     real_step = Trainer.train_step
 
-    def interrupted_step(self: Trainer) -> float:
+    def interrupted_step(self: Trainer) -> torch.Tensor:
         if self.step == stop_at:
             raise KeyboardInterrupt
         return real_step(self)
@@ -156,7 +156,7 @@ def test_a_real_sigint_is_deferred_to_the_end_of_the_step(
     trainer = Trainer(tiny(), train_config("h2", **TINY_TRAIN), tmp_path)
     real_step = Trainer.train_step
 
-    def step_then_signal(self: Trainer) -> float:
+    def step_then_signal(self: Trainer) -> torch.Tensor:
         if self.step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step
         return real_step(self)
