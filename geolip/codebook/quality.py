@@ -20,33 +20,15 @@ if TYPE_CHECKING:
     from geolip.codebook.core import Codebook
 
 
-_ERANK_NULL_MIN_TRIALS = 32
-
-
-def _random_axes(k: int, dim: int, trials: int, seed: int) -> torch.Tensor:
-    """(trials, k, dim) i.i.d. uniform unit axes, float64."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(trials, k, dim, generator=gen, dtype=torch.float64)
-    return rows / rows.norm(dim=-1, keepdim=True)
-
-
-def _percentile(value: float, null: torch.Tensor) -> float:
-    """Mid-rank percentile of ``value`` among ``null``, in [0, 100]."""
-    below = int((null < value).sum())
-    ties = int((null == value).sum())
-    return 100.0 * (below + 0.5 * ties) / null.numel()
-
-
 def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> QualityReport:
     """Mean projective angle, deviation, statute and effective rank, with the null percentile.
 
-    The effective rank is placed among ``max(32, null_trials)`` codebooks of K i.i.d. uniform
-    axes of the same D (mean, sd, percentile).
-
-    The null is "rows" (V random rows collapsed with the same pair threshold) when the meta
-    records an extraction by antipodal collapse, else "axes" (K random axes; also for k-means
+    Every statistic, the effective rank included, is placed in one null of ``null_trials``
+    random codebooks: "rows" (V random rows collapsed with the same pair threshold, so each
+    null codebook has the size an extraction of random rows would give) when the meta records
+    an extraction by antipodal collapse, else "axes" (K random axes; also for k-means
     extraction, whose threshold is None): the i.i.d. model that reproduces the upstream
-    statistics (spec §B.4).
+    statistics.
     """
     if cb.size < 2:
         raise ValueError("quality needs at least 2 axes")
@@ -83,12 +65,7 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
         pairs_mean=summary["pairs"]["mean"] if ext is not None else None,
         pairs_percentile=null.percentile(ext.n_pairs, "pairs") if ext is not None else None,
     )
-    sv = torch.linalg.svdvals(cb.axes.double())
-    erank = float(effective_rank(sv))
-    # one SVD of a K×D matrix per null codebook: cheap, so as many as the deviation null
-    erank_trials = max(_ERANK_NULL_MIN_TRIALS, null_trials)
-    null_sv = torch.linalg.svdvals(_random_axes(cb.size, cb.dim, erank_trials, seed))
-    null_erank = effective_rank(null_sv)
+    erank = float(effective_rank(torch.linalg.svdvals(cb.axes.double())))
     return QualityReport(
         mean_projective_angle=angle,
         mean_angle_method=method,
@@ -100,9 +77,9 @@ def assess_quality(cb: Codebook, null_trials: int = 300, seed: int = 0) -> Quali
         pair_fraction=report.pair_fraction,
         pair_fraction_rows=report.pair_fraction_rows,
         effective_rank=erank,
-        effective_rank_null_mean=float(null_erank.mean()),
-        effective_rank_null_sd=float(null_erank.std()),
-        effective_rank_null_trials=erank_trials,
-        effective_rank_percentile=_percentile(erank, null_erank),
+        effective_rank_null_mean=summary["effective_rank"]["mean"],
+        effective_rank_null_sd=summary["effective_rank"]["sd"],
+        effective_rank_null_trials=null.n_trials,
+        effective_rank_percentile=null.percentile(erank, "effective_rank"),
         null=null_report,
     )

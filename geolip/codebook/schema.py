@@ -114,7 +114,9 @@ class QualityReport(_Model):
     pair_fraction: float | None = Field(default=None, description="n_pairs / n_axes")
     pair_fraction_rows: float | None = Field(default=None, description="2 n_pairs / V")
     effective_rank: float = Field(description="effective rank of the axes' singular values")
-    effective_rank_null_mean: float = Field(description="same for K i.i.d. uniform axes")
+    effective_rank_null_mean: float = Field(
+        description="mean over the null codebooks of ``null`` (the same draws as the deviation's)"
+    )
     effective_rank_null_sd: float | None = Field(
         default=None, description="sd of the effective rank over those null codebooks"
     )

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from geolip.solvers.metrics import effective_rank
 from geolip.solvers.projective import (
     CLEAN_TOLERANCE,
     EXACT_PAIR_LIMIT,
@@ -29,7 +30,7 @@ from geolip.solvers.projective import (
 )
 
 NullKind = Literal["rows", "axes"]
-STATISTICS = ("pairs", "axes", "deviation")
+STATISTICS = ("pairs", "axes", "deviation", "effective_rank")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +48,8 @@ class NullDistribution:
         pairs: (n_trials,) float64 antipodal pairs merged per trial (0 for ``"axes"``).
         axes: (n_trials,) float64 axes per trial (n for ``"axes"``).
         deviation: (n_trials,) float64 mean projective angle minus the exact uniform baseline.
+        effective_rank: (n_trials,) float64 effective rank of each trial's axes (of the rows
+            the deviation reads, for ``"axes"`` above the exact limit).
     """
 
     kind: NullKind
@@ -57,6 +60,7 @@ class NullDistribution:
     pairs: np.ndarray
     axes: np.ndarray
     deviation: np.ndarray
+    effective_rank: np.ndarray
 
     @property
     def n_trials(self) -> int:
@@ -107,8 +111,8 @@ class NullDistribution:
 
 def _trial(
     n: int, dim: int, kind: NullKind, threshold: float | None, gen: torch.Generator
-) -> tuple[int, int, float]:
-    """One draw of the null → (pairs, axes, deviation)."""
+) -> tuple[int, int, float, float]:
+    """One draw of the null → (pairs, axes, deviation, effective rank)."""
     if kind == "axes":
         # Above the exact limit the deviation reads a uniform row sample of SAMPLED_ROWS; for
         # i.i.d. rows, drawing only that many is the same distribution at a fraction of the cost.
@@ -116,10 +120,16 @@ def _trial(
         rows = torch.randn(
             n if exact else min(n, SAMPLED_ROWS), dim, generator=gen, dtype=torch.float64
         )
-        return 0, n, deviation(rows)
+        return 0, n, deviation(rows), _effective_rank(rows)
     rows = torch.randn(n, dim, generator=gen, dtype=torch.float64)
     collapse = antipodal_collapse(rows, threshold)
-    return collapse.n_pairs, collapse.n_axes, deviation(collapse.axes)
+    axes = collapse.axes
+    return collapse.n_pairs, collapse.n_axes, deviation(axes), _effective_rank(axes)
+
+
+def _effective_rank(rows: torch.Tensor) -> float:
+    """Effective rank of the unit-normalised rows (what a codebook of them would report)."""
+    return float(effective_rank(torch.linalg.svdvals(rows / rows.norm(dim=-1, keepdim=True))))
 
 
 @contextmanager
@@ -147,10 +157,10 @@ def _null_codebook_stats(
     with _one_intra_op_thread():
         trials = [_trial(n, dim, kind, threshold, gen) for _ in range(n_trials)]
     columns = np.array(trials, dtype=np.float64).T
-    pairs, axes, dev = (np.ascontiguousarray(column) for column in columns)
-    for array in (pairs, axes, dev):
+    pairs, axes, dev, erank = (np.ascontiguousarray(column) for column in columns)
+    for array in (pairs, axes, dev, erank):
         array.setflags(write=False)
-    return NullDistribution(kind, n, dim, threshold, seed, pairs, axes, dev)
+    return NullDistribution(kind, n, dim, threshold, seed, pairs, axes, dev, erank)
 
 
 def null_codebook_stats(

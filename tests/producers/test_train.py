@@ -289,3 +289,37 @@ def test_resume_refuses_a_different_recipe_and_corrupt_checkpoints(tmp_path: Pat
     (tmp_path / "latest" / "config.json").unlink()
     with pytest.raises(CheckpointError, match=r"config\.json"):
         load_producer(tmp_path / "latest")
+
+
+def test_warmup_cosine_ramps_up_then_decays_to_zero_per_step(tmp_path: Path) -> None:
+    recipe = {**TINY_TRAIN, "epochs": 1, "lr_schedule": "warmup-cosine", "warmup_steps": 2}
+    trainer = Trainer(tiny(), train_config("h2", **recipe), tmp_path)
+    base = trainer.scheduler.base_lrs[0]
+    lrs = [trainer.optimizer.param_groups[0]["lr"]]
+    for _ in range(6):
+        trainer.train_step()
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    # steps 0, 1 warm up (½, 1); steps 2…6 follow ½(1 + cos πu), u = (step − 2)/4
+    expected = [base * f for f in (0.5, 1.0, 1.0, 0.5 + 0.5 * 2**-0.5, 0.5, 0.5 - 0.5 * 2**-0.5)]
+    assert lrs[:6] == pytest.approx(expected)
+    assert lrs[6] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_resume_of_a_checkpoint_written_before_the_schedule_fields_existed(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint whose train config lacks a field added since is read with that field's
+    default; a run asking for another value is refused, naming the field."""
+    run(tmp_path, epochs=1)
+    config_file = tmp_path / "latest" / "config.json"
+    config = json.loads(config_file.read_text())
+    for field in ("lr_schedule", "warmup_steps"):
+        del config["train"][field]
+    config_file.write_text(json.dumps(config))
+    resumed = Trainer(
+        tiny(), train_config("h2", **{**TINY_TRAIN, "epochs": 2}), tmp_path, resume=True
+    )
+    assert resumed.step == 6
+    other = {**TINY_TRAIN, "epochs": 2, "lr_schedule": "warmup-cosine"}
+    with pytest.raises(ValueError, match="lr_schedule: 'cosine-epochs' → 'warmup-cosine'"):
+        Trainer(tiny(), train_config("h2", **other), tmp_path, resume=True)

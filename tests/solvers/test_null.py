@@ -27,6 +27,7 @@ def make_null(deviation: list[float]) -> NullDistribution:
         pairs=np.zeros_like(values),
         axes=np.full_like(values, 10.0),
         deviation=values,
+        effective_rank=np.full_like(values, 4.0),
     )
 
 

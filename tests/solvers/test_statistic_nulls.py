@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from geolip import Codebook
 from geolip.codebook.algebra import novel_count_null
+from geolip.codebook.schema import ExtractionInfo
 from geolip.solvers.alignment import (
     ALIGNED_Z,
     VERDICT_ALIGNED,
@@ -15,7 +17,8 @@ from geolip.solvers.alignment import (
     distance_null,
 )
 from geolip.solvers.metrics import effective_rank
-from geolip.solvers.null import row_spectrum_null
+from geolip.solvers.null import null_codebook_stats, row_spectrum_null
+from geolip.solvers.projective import antipodal_collapse
 
 
 def test_row_spectrum_null_matches_an_independent_monte_carlo() -> None:
@@ -83,3 +86,35 @@ def test_novel_count_null_matches_random_pairs_and_fails_for_copies() -> None:
     assert null["inliers_p95"] < 24  # a copy (24 inliers of 24) is outside the inlier null
     unaligned = novel_count_null(a, 24, tol_deg=5.0, align=False, n_trials=4, seed=0)
     assert unaligned["inliers_mean"] is None and unaligned["diff_mean"] > 20
+
+
+def test_extracted_codebook_effective_rank_is_placed_among_collapsed_random_rows() -> None:
+    """An extraction's effective rank is read against codebooks collapsed from V random rows
+    (the same draws as its deviation null), not against K uniform axes: random rows collapsed
+    the same way sit inside that null, and the K-axes null would call them extreme."""
+    gen = torch.Generator().manual_seed(3)
+    collapse = antipodal_collapse(torch.randn(32, 4, generator=gen, dtype=torch.float64), -0.9)
+    info = ExtractionInfo(
+        calibration="gaussian",
+        n=1,
+        seed=3,
+        aggregation="mean",
+        pair_threshold=-0.9,
+        n_rows=32,
+        n_pairs=collapse.n_pairs,
+    )
+    extracted = Codebook.from_axes(collapse.axes).with_meta(extraction=info)
+    q = extracted.assess(null_trials=200, seed=5)
+    null = null_codebook_stats(32, 4, n_trials=200, kind="rows", threshold=-0.9, seed=5)
+    assert q.null.kind == "rows" and q.effective_rank_null_trials == 200
+    assert q.effective_rank_null_mean == pytest.approx(float(null.effective_rank.mean()))
+    assert q.effective_rank_percentile == null.percentile(q.effective_rank, "effective_rank")
+    assert 2.5 < q.effective_rank_percentile < 97.5
+    # the null itself: each trial's erank is that of the axes its collapse produced
+    first = antipodal_collapse(
+        torch.randn(32, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64), -0.9
+    )
+    unit = first.axes / first.axes.norm(dim=-1, keepdim=True)
+    assert null.effective_rank[0] == pytest.approx(
+        effective_rank(torch.linalg.svdvals(unit)).item()
+    )
