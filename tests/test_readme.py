@@ -37,16 +37,9 @@ UNRESOLVABLE = re.compile(
     r"|spec §|§\s?[A-Z0-9]|upstream\.md"  # sections of a specification readers do not have
     r"|/tmp/"  # temporary paths of someone's machine
     r"|\bissue[ -]?#?\d+|(?<![\w/&#])#\d+\b"  # issue numbers of a tracker that is not linked
-    r"|\bseed 00\d\b|device tool",  # wording of the sessions that wrote the docs
+    r"|\bseed 00\d\b|device tool|\bsession\b|the issue",  # the writers' wording
     flags=re.I,
 )
-KNOWN_UNRESOLVED: dict[str, dict[str, int]] = {
-    # benchmarks.md is maintained with its measurements; these are to be replaced there, and
-    # then removed here (a count above the one listed, or any other reference, fails)
-    "docs/benchmarks.md": {"device tool": 2},
-}
-
-
 def test_readme_links_every_doc_and_points_to_the_tutorial_first() -> None:
     text = README.read_text()
     listed = re.findall(r"^- `(docs/[\w.-]+)`", text.split("## Documents", 1)[1], flags=re.M)
@@ -61,9 +54,7 @@ def test_docs_hold_no_reference_a_reader_cannot_follow(doc: str) -> None:
     found: dict[str, list[int]] = {}
     for m in UNRESOLVABLE.finditer(text):
         found.setdefault(m.group().lower(), []).append(text.count("\n", 0, m.start()) + 1)
-    known = KNOWN_UNRESOLVED.get(doc, {})
-    extra = {ref: lines for ref, lines in found.items() if len(lines) > known.get(ref, 0)}
-    assert not extra, (
-        f"{doc} refers to things its readers do not have (line numbers): {extra}; replace each "
+    assert not found, (
+        f"{doc} refers to things its readers do not have (line numbers): {found}; replace each "
         "with a short summary of what it said, or remove it"
     )
