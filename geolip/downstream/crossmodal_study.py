@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from geolip._progress import progress_bar
 from geolip.data.captions import Relevance, held_out_split, relevance_groups
 from geolip.data.dataset import ImageDataset
 from geolip.downstream.crossmodal import (
@@ -99,19 +98,6 @@ class AlignStudy:
         return out
 
 
-def study_progress(enabled: bool) -> Progress:
-    """A transient progress bar on stderr over the (seed, method) steps of a study."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not enabled,
-    )
-
-
 def _leaves(tree: dict[str, Any]) -> list[dict[str, Any]]:
     if "values" in tree:
         return [tree]
@@ -159,7 +145,7 @@ def run_align_study(
     held_out_split(len(dataset), cfg.test_fraction, cfg.seeds[0])  # refuses a bad split now
     feats = expert_features([image_expert, text_expert], dataset, cfg.seeds, cfg.test_fraction)
     runs = []
-    with study_progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("alignment", total=len(cfg.seeds) * len(cfg.methods))
         for seed in cfg.seeds:
             train, test = held_out_split(len(dataset), cfg.test_fraction, seed)

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from geolip._progress import progress_bar
 from geolip.data.captions import held_out_split
 from geolip.data.dataset import ImageDataset
-from geolip.downstream.crossmodal_study import study_progress
 from geolip.downstream.distill import DistillConfig, distill, probe_accuracy, student_features
 from geolip.downstream.experts import Expert
 from geolip.downstream.result_files import lineage, spread
@@ -70,7 +70,7 @@ def run_distill_study(
     labels = base.labels
     runs, tensors = [], {}
     total = len(cfg.seeds) * 2 * cfg.distill.steps
-    with study_progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("distillation", total=total)
 
         def tick(_step: int) -> None:

@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import save
 
 from geolip._files import atomic_write
 from geolip._files import cache_dir as _cache_dir
+from geolip._progress import progress_bar
 from geolip._safetensors import load_tensors
 from geolip.codebook import Codebook
 from geolip.data.dataset import ImageDataset
@@ -173,19 +172,6 @@ def feature_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} img/s"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not enabled,
-    )
-
-
 def compute_features(
     producer: Producer,
     codebook: Codebook,
@@ -256,7 +242,7 @@ def _encode_dataset(
 ) -> dict[str, torch.Tensor]:
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     start, done = time.perf_counter(), 0
-    with producer.frozen(), _progress(progress) as bar:
+    with producer.frozen(), progress_bar(progress, "{task.fields[rate]:.1f} img/s") as bar:
         task = bar.add_task(f"features of {dataset.name}", total=len(dataset), rate=0.0)
         for images in dataset.batches(batch_size):
             activations = encode_activations(producer, codebook, images)

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from geolip._progress import progress_bar
 from geolip.data.captions import held_out_split
 from geolip.data.dataset import ImageDataset
-from geolip.downstream.crossmodal_study import expert_features, study_progress
+from geolip.downstream.crossmodal_study import expert_features
 from geolip.downstream.experts import Expert
 from geolip.downstream.result_files import lineage, save_result, spread
 from geolip.downstream.soup import STAGES, SoupFit, check_experts, fit_soup, soup_embeddings
@@ -150,7 +151,7 @@ def run_soup_study(
     held_out_split(len(dataset), cfg.test_fraction, cfg.seeds[0])  # refuses a bad split now
     feats = expert_features(experts, dataset, cfg.seeds, cfg.test_fraction)
     runs, fits = [], {}
-    with study_progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("soup", total=len(cfg.seeds))
         for seed in cfg.seeds:
             train_idx, test_idx = held_out_split(len(dataset), cfg.test_fraction, seed)

@@ -13,11 +13,10 @@ import io
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.progress import Progress
 from safetensors.torch import save
 
 from geolip._files import atomic_write
+from geolip._progress import progress_bar
 from geolip._safetensors import load_tensors
 from geolip.data.dataset import ImageDataset
 from geolip.downstream.features import check_inputs
@@ -51,7 +50,7 @@ def tokenize_dataset(
         size=dataset.size,
     )
     parts = []
-    with Progress(console=Console(stderr=True), transient=True, disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"tokenizing {dataset.name}", total=len(dataset))
         for images in dataset.batches(batch_size):
             parts.append(tokenizer(images, return_tensors="pt")["input_ids"])
@@ -85,6 +84,18 @@ def write_tokens(
     dataset: ImageDataset,
 ) -> Path:
     """Write a token file (module docstring) for ``input_ids`` (N, L) made from ``dataset``."""
+    return write_token_ids(path, tokenizer, input_ids, dataset.name, dataset.fingerprint)
+
+
+def write_token_ids(
+    path: str | Path,
+    tokenizer: GeolipImageTokenizer,
+    input_ids: torch.Tensor,
+    source: str,
+    fingerprint: str = "",
+) -> Path:
+    """Write a token file for ``input_ids`` (N, L) from any ``source`` (a dataset name, a
+    sampler), with the fingerprint of its images if there are any."""
     ids = torch.as_tensor(input_ids, dtype=torch.int64).contiguous()
     mask = (ids != tokenizer.pad_token_id).to(torch.int64)
     metadata = {
@@ -94,8 +105,8 @@ def write_tokens(
         "codebook_id": tokenizer.codebook.id,
         "top_k": str(tokenizer.top_k),
         "vocab_size": str(tokenizer.vocab_size),
-        "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
+        "dataset": source,
+        "dataset_fingerprint": fingerprint,
     }
     payload = save({"input_ids": ids, "attention_mask": mask}, metadata=metadata)
     return atomic_write(path, payload, verify=lambda tmp: read_tokens(tmp, tokenizer))
@@ -157,7 +168,9 @@ def image_grid_png(rows: list[torch.Tensor], labels: list[str], scale: int = 2) 
     n = max(r.shape[0] for r in rows)
     h, w = rows[0].shape[-2:]
     fig, axes = plt.subplots(
-        len(rows), n, figsize=(n * w * scale / 100 + 1, len(rows) * h * scale / 100 + 0.3),
+        len(rows),
+        n,
+        figsize=(n * w * scale / 100 + 1, len(rows) * h * scale / 100 + 0.3),
         squeeze=False,
     )
     for r, (images, label) in enumerate(zip(rows, labels, strict=True)):

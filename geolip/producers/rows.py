@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from rich.progress import Progress
 
+from geolip._progress import progress_bar
 from geolip.producers.contract import Producer
 from geolip.solvers.projective import Collapse, antipodal_collapse
 
@@ -19,7 +19,7 @@ def collect_rows(
 ) -> torch.Tensor:
     """Encode ``images`` (N, C, H, W) in batches → M (N, P, V, D) float32 on the CPU."""
     out: list[torch.Tensor] = []
-    with Progress(transient=True, disable=not progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task("encoding calibration set", total=images.shape[0])
         for start in range(0, images.shape[0], batch_size):
             chunk = images[start : start + batch_size].to(producer.device)
