@@ -13,7 +13,7 @@ from geolip.cli.options import FORCE, JSON
 from geolip.cli.out_path import claim_output
 from geolip.errors import InvalidOptionError
 
-METHODS = ("mean", "kmeans")
+METHODS = ("mean", "kmeans", "anchors")
 AGGREGATIONS = ("mean", "median")
 NOISE_ONLY = "64 for a noise calibration; a dataset SPEC sets its own"
 
@@ -64,7 +64,7 @@ def extract(
         "mean",
         "--method",
         help="mean: average rows per slot, collapse antipodes (≤ V axes); kmeans: projective "
-        "k-means of every per-patch row into --k axes.",
+        "k-means of every per-patch row into --k axes; anchors: a GLFM's learned anchors.",
     ),
     k: int | None = typer.Option(
         None, "--k", min=1, help="Axes of --method kmeans.", show_default="required by kmeans"
@@ -95,7 +95,9 @@ def extract(
 
     mean: the i.i.d. rows null and the controls (untrained network, other calibration, constant
     and shuffled input). kmeans: K axes with per-axis usage, objective and usage perplexity
-    beside the same k-means on i.i.d. rows, quality beside K i.i.d. axes."""
+    beside the same k-means on i.i.d. rows, quality beside K i.i.d. axes. anchors: the learned
+    anchors of a producer with an anchor constellation (GLFM), collapsed, beside the rows null
+    and the anchors at home; no calibration is read."""
     output.set_json_mode(json_out)
     _check_options(calibration, method, aggregation, k, n, size)
     claim_output(out, kind="artifact", force=force)
@@ -105,7 +107,16 @@ def extract(
     from geolip.producers.loading import load_producer, require_producer
 
     producer = require_producer(load_producer(source), source)
-    if method == "kmeans":
+    if method == "anchors":
+        from geolip.producers.anchor_codebook import anchor_codebook
+        from geolip.producers.anchor_constellation import AnchorConstellation
+
+        if not isinstance(getattr(producer, "constellation", None), AnchorConstellation):
+            problem = f"{source} has no anchor constellation (a GLFM with lookup 'anchors' has)"
+            raise InvalidOptionError("--method", problem)
+        with output.status("anchors: collapse, null model, home control"):
+            cb = anchor_codebook(producer, null_trials=null_trials, seed=seed)
+    elif method == "kmeans":
         assert k is not None
         with output.status(f"encoding, projective k-means (K={k}), {kmeans_null_trials} null fits"):
             cb = extract_kmeans_codebook(

@@ -11,6 +11,7 @@ import pytest
 import torch
 from cli_runner import run, run_json
 
+from geolip.codebook import Codebook
 from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.train import Trainer
 
@@ -51,6 +52,50 @@ def test_train_glfm_writes_checkpoints_and_logs_the_drift(tmp_path: Path, capsys
     assert drift["n_anchors"] == 12 and 0 <= drift["near_fraction"] <= 1
     saved = load_checkpoint(tmp_path / "run" / "latest").config
     assert saved["model_class"] == "GLFM" and saved["train"]["dataset"] == "shapes:n=24,size=8"
+
+
+def test_codebook_extract_reads_the_trained_anchors(tmp_path: Path, capsys, monkeypatch):
+    """``codebook extract --method anchors`` on a GLFM run: the anchors, collapsed, beside the
+    rows null, with drift per axis; a producer without anchors is a usage error naming
+    --method, and nothing is written."""
+    assert run_json(_train(tmp_path / "run"), capsys, monkeypatch)[0] == 0
+    out = tmp_path / "anchors"
+    code, doc = run_json(
+        [
+            "codebook",
+            "extract",
+            str(tmp_path / "run" / "best"),
+            "--method",
+            "anchors",
+            "--out",
+            str(out),
+            "--null-trials",
+            "20",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, doc
+    cb = Codebook.load(out)
+    assert cb.dim == 4 and 1 <= cb.size <= 12
+    assert cb.meta.extraction.n_rows == 12 and cb.meta.extraction.calibration == "anchors"
+    assert cb.meta.quality.null.kind == "rows" and cb.meta.quality.null.n_trials == 20
+    assert cb.stats["drift"].shape == (cb.size,)
+    code, _, err = run(
+        [
+            "codebook",
+            "extract",
+            "pretrained:h2-gaussian",
+            "--method",
+            "anchors",
+            "--out",
+            str(tmp_path / "none"),
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 2 and "--method" in err and "anchor constellation" in err
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize(
