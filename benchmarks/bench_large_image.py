@@ -2,11 +2,12 @@
 
 The model is the Freckles architecture (V = 48, D = 4, 4×4 patches, hidden 384, depth 4, two
 cross-attention layers) with its seeded initial weights: speed and memory do not depend on the
-weights. Each variant runs ``model(x, tile_patches=T)`` (encode, SVD, cross-attention within a
-tile, decode, stitch, boundary smoothing) on one 3 × N × N image under ``torch.no_grad``, and
-reports the median of ``--repeats`` synchronised runs after one warm-up, the peak GPU memory
-above the input and model, and the ratio to the named baseline: the same pass in float32 with
-64-patch tiles.
+weights. Each variant runs one 3 × N × N image through encode, SVD, cross-attention within a
+tile, decode, stitch and boundary smoothing under ``torch.no_grad``: ``reconstruct`` keeps only
+each tile's decoded patches, ``forward`` (the baseline, float32, 64-patch tiles) also keeps
+every per-patch M, U, S and Vt. Reported: the median of ``--repeats`` synchronised runs after
+one warm-up, the peak GPU memory above the input and model, and the speed-up over the
+baseline.
 
 Before timing, the tiled encode is checked against the untiled one on a 512² crop: the rows
 M must agree (they are per patch); so must the whole output of a copy of the model with
@@ -30,14 +31,14 @@ from timing import close_provenance, display_path, provenance, write_section
 from geolip.producers.presets import get_preset
 from geolip.producers.sphere_solver import SphereSolver
 
-BASELINE = "float32, tiles of 64 patches"
-VARIANTS = {  # label → (tile patches, bf16 autocast, compiled encoder and decoder)
-    BASELINE: (64, False, False),
-    "float32, tiles of 128": (128, False, False),
-    "bf16, tiles of 64": (64, True, False),
-    "bf16, tiles of 128": (128, True, False),
-    "bf16, tiles of 256": (256, True, False),
-    "bf16 + compile, tiles of 128": (128, True, True),
+BASELINE = "forward, float32, tiles of 64"
+VARIANTS = {  # label → (method, tile patches, bf16 autocast, compiled encoder and decoder)
+    BASELINE: ("forward", 64, False, False),
+    "reconstruct, float32, tiles of 128": ("reconstruct", 128, False, False),
+    "reconstruct, bf16, tiles of 64": ("reconstruct", 64, True, False),
+    "reconstruct, bf16, tiles of 128": ("reconstruct", 128, True, False),
+    "reconstruct, bf16, tiles of 256": ("reconstruct", 256, True, False),
+    "reconstruct, bf16 + compile, tiles of 128": ("reconstruct", 128, True, True),
 }
 
 
@@ -59,7 +60,9 @@ def check_tiling(image: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def time_variant(image: torch.Tensor, tile: int, bf16: bool, compiled: bool, repeats: int) -> dict:
+def time_variant(
+    image: torch.Tensor, method: str, tile: int, bf16: bool, compiled: bool, repeats: int
+) -> dict:
     model = freckles()
     if compiled:
         model._encode = torch.compile(model._encode, dynamic=False)
@@ -67,7 +70,9 @@ def time_variant(image: torch.Tensor, tile: int, bf16: bool, compiled: bool, rep
 
     def once() -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            return model(image, tile_patches=tile)["recon"]
+            if method == "forward":  # every per-patch output (M, U, S, Vt) kept
+                return model(image, tile_patches=tile)["recon"]
+            return model.reconstruct(image, tile_patches=tile)
 
     recon = once()  # warm-up (and compilation)
     if not torch.isfinite(recon).all():
@@ -103,9 +108,9 @@ def main() -> None:
     tiling = check_tiling(image)
     print("tiled vs untiled:", tiling, flush=True)
     results: dict[str, dict | str] = {}
-    for label, (tile, bf16, compiled) in VARIANTS.items():
+    for label, (method, tile, bf16, compiled) in VARIANTS.items():
         try:
-            results[label] = time_variant(image, tile, bf16, compiled, args.repeats)
+            results[label] = time_variant(image, method, tile, bf16, compiled, args.repeats)
         except Exception as err:  # a failed variant is reported, not hidden
             results[label] = f"failed: {type(err).__name__}: {str(err)[:100]}"
         print(label, results[label], flush=True)

@@ -14,7 +14,7 @@ A recipe is a set of TrainConfig overrides (lr, batch size, schedule, warm-up, s
 ``compile`` (encoder and decoder under torch.compile; compile time counts as training time).
 The baseline in the same run is the preset's own recipe (lr 1e-4, the per-epoch cosine).
 
-Usage: python benchmarks/bench_quality.py [--recipes a,b] [--seeds 0,1,2] [--json F] [--no-doc]
+Usage: python benchmarks/bench_quality.py [--recipes 'a;b'] [--seeds 0,1,2] [--json F] [--no-doc]
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr_schedule": "warmup-cosine",
         "warmup_steps": 200,
         "steps": 1000,
+    },
+    "lr 3e-3, warm-up 100, cosine 500": {
+        "lr": 3e-3,
+        "lr_schedule": "warmup-cosine",
+        "warmup_steps": 100,
+        "steps": 500,
     },
     "lr 2e-3, warm-up 100, cosine 600": {
         "lr": 2e-3,
@@ -161,7 +167,7 @@ def _cell(runs: list[dict], level: float, key: str, field: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--recipes", default=None, help="comma-separated recipe labels")
+    parser.add_argument("--recipes", default=None, help="recipe labels separated by ';'")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--json", default=None)
@@ -170,7 +176,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("bench_quality needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
-    labels = list(RECIPES) if args.recipes is None else args.recipes.split(",")
+    labels = list(RECIPES) if args.recipes is None else args.recipes.split(";")
     unknown = [label for label in labels if label not in RECIPES]
     if unknown:
         sys.exit(f"unknown recipes {unknown}; known: {list(RECIPES)}")

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -69,7 +70,9 @@ def fresh_step_synchronisations() -> str:
         trainer.train_step()
         return "none"
     except RuntimeError as err:
-        return f"synchronises: {str(err).splitlines()[0][:120]}"
+        here = [f for f in traceback.extract_tb(err.__traceback__) if "geolip" in f.filename]
+        where = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.line}" for f in here[-3:])
+        return f"synchronises: {str(err).splitlines()[0][:80]} at {where}"
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

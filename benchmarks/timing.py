@@ -165,8 +165,12 @@ def git_commit() -> tuple[str, list[str]]:
     """(``git rev-parse --short HEAD``, marked ``-dirty`` if needed; the dirty paths).
 
     A path is dirty if ``git status`` lists it (modified, staged or untracked), except the
-    benchmark outputs under benchmarks/results/ and docs/.
+    benchmark outputs under benchmarks/results/ and docs/. ``GEOLIP_BENCH_COMMIT`` in the
+    environment names the commit instead, for a copy of the tree without its own git history.
     """
+    named = os.environ.get("GEOLIP_BENCH_COMMIT")
+    if named:  # a copy whose git metadata is not the tree's (a lent machine's copy)
+        return f"{named} (named by the caller)", []
     try:
         sha = _git("rev-parse", "--short", "HEAD").strip()
         status = _git("status", "--porcelain").splitlines()

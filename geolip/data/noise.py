@@ -441,8 +441,8 @@ def _batch(registry: dict[str, _Noise], labels: Tensor, shape: _Shape, r: _Sampl
 def _to_device_async(t: Tensor, device: torch.device) -> Tensor:
     """A host tensor on ``device`` without waiting for the device's queue (a pageable host copy
     would synchronise the stream first; a pinned one is queued)."""
-    if device.type == "cpu":
-        return t
+    if device.type == "cpu" or t.device.type != "cpu":
+        return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
 
 

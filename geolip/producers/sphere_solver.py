@@ -211,9 +211,14 @@ class SphereSolver(ProducerModule):
         c = self.config
         return Geometry(D=c.D, rows_per_token=c.V, channels=c.channels, patch_size=c.patch_size)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → the autoencoder's reconstruction, same shape (``forward``'s recon)."""
-        return self(x)["recon"]
+    def reconstruct(self, x: torch.Tensor, tile_patches: int | None = None) -> torch.Tensor:
+        """(B, C, H, W) → the autoencoder's reconstruction, same shape (``forward``'s recon).
+
+        Only the decoded patches of each tile are kept (not M, U, S, Vt), so with
+        ``tile_patches`` the memory is one tile's work plus the image: a 4096² image at tiles
+        of 128 patches needs far less than ``forward`` would hold.
+        """
+        return self._autoencode(x, tile_patches, keep=("patches",))["recon"]
 
     def decode_rows(self, m: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Rows → images: the decoder half of ``forward``, on rows given from outside.
@@ -278,9 +283,20 @@ class SphereSolver(ProducerModule):
             (not orthonormal), S_orig its column norms, Vt = I. "bypass": U, S_orig, Vt are the
             SVD of M, reported only (the decoder reads M), and S = S_orig.
         """
+        return self._autoencode(x, tile_patches)
+
+    def _autoencode(
+        self, x: torch.Tensor, tile_patches: int | None, keep: tuple[str, ...] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``forward``, keeping only the per-patch outputs named in ``keep`` (all if None)."""
         c = self.config
         patches, (gh, gw), size = self._patchify(x)  # (B, P, C·ps²)
-        out = _tiled(self._solve, patches, (gh, gw), tile_patches)
+
+        def solve(p: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = self._solve(p)
+            return out if keep is None else {k: out[k] for k in keep}
+
+        out = _tiled(solve, patches, (gh, gw), tile_patches)
         ps = c.patch_size
         image = stitch_patches(out.pop("patches"), c.channels, gh * ps, gw * ps, ps)
         recon = crop(self.boundary_smooth(image), size)  # (B, C, H, W)
@@ -293,6 +309,12 @@ class SphereSolver(ProducerModule):
         padded, size = pad_to_multiple(x, ps)
         grid = (padded.shape[-2] // ps, padded.shape[-1] // ps)
         return extract_patches(padded, ps), grid, size
+
+    def solve_patches(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Patch vectors (B, n, C·ps²) that attend to each other → M (B, n, V, D), U, S_orig,
+        S, Vt and the decoded patches (B, n, C·ps²): ``forward`` without cutting, stitching
+        or smoothing, for models that feed a sphere-solver vectors of their own."""
+        return self._solve(patches)
 
     def _solve(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, n, C·ps²) patches that attend to each other → M, U, S_orig, S, Vt, patches."""

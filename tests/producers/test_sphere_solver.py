@@ -236,3 +236,16 @@ def test_forward_backward_gives_finite_gradients(readout: str) -> None:
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert model.enc_in.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("tile", [None, 2, 3])
+def test_reconstruct_keeps_only_the_image_and_equals_forward(tile: int | None) -> None:
+    """``reconstruct`` (what the large-image path runs) is forward's recon, tiled or not."""
+    torch.manual_seed(0)
+    config = SphereSolverConfig(V=6, D=4, patch_size=2, hidden=8, depth=1, n_cross=1)
+    model = SphereSolver(config).eval()
+    x = torch.randn(2, 3, 10, 14)
+    with torch.no_grad():
+        assert torch.equal(
+            model.reconstruct(x, tile_patches=tile), model(x, tile_patches=tile)["recon"]
+        )
