@@ -147,6 +147,12 @@ def _warmup_cosine(step: int, config: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(u, 1.0)))
 
 
+def _stream_device(states: torch.Tensor) -> str:
+    """The device type of saved generator states (rows of bytes) in a checkpoint that does not
+    name it: a CPU generator's Mersenne Twister state is 5,056 bytes, a CUDA one's 16."""
+    return "cpu" if states.shape[-1] == torch.Generator().get_state().numel() else "cuda"
+
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
@@ -246,6 +252,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
                 "epoch": self.epoch,
+                "data_device": self.data_gen.device.type,
                 "best_mse": None if math.isinf(self.best_mse) else self.best_mse,
                 "metrics": metrics,
                 "history": self.history,
@@ -284,6 +291,8 @@ class Trainer:
             )
         _unwrap(self.model).load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
+        for group in self.optimizer.param_groups:  # the implementation is this device's
+            group["fused"] = self.device.type == "cuda"
         self.step, self.epoch = state.config["step"], state.config["epoch"]
         best = state.config["best_mse"]
         self.best_mse = math.inf if best is None else best
@@ -294,9 +303,18 @@ class Trainer:
         torch.set_rng_state(state.rng["cpu"])
         if "cuda" in state.rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(state.rng["cuda"], self.device)
-        self.data_gen.set_state(state.rng["data"][self.rank].to(self.data_gen.device))
-        if "labels" in state.rng and self.label_gen is not self.data_gen:
-            self.label_gen.set_state(state.rng["labels"][self.rank])
+        # one saved stream per rank of the run that wrote it: a rank beyond that run's world
+        # size keeps its fresh seeded stream, so resuming on more (or fewer) processes, or on
+        # another device type, is deterministic too
+        saved_streams = state.rng["data"]
+        same_kind = state.config.get("data_device", _stream_device(saved_streams)) == (
+            self.data_gen.device.type
+        )
+        if self.rank < len(saved_streams) and same_kind:
+            self.data_gen.set_state(saved_streams[self.rank].to(self.data_gen.device))
+        labels = state.rng.get("labels")
+        if labels is not None and self.label_gen is not self.data_gen and self.rank < len(labels):
+            self.label_gen.set_state(labels[self.rank])
 
     def _retarget_schedule(self) -> None:
         """Resume with another ``epochs``: the rest of the run follows the cosine of the new
@@ -427,23 +445,27 @@ class Trainer:
         for kind, x in batches.items():
             out = model(x)
             per_type[kind] = torch.nn.functional.mse_loss(out["recon"].float(), x).item()
-            s_all.append(out["S"].float().flatten(0, -2))
-            s_orig_all.append(out["S_orig"].float().flatten(0, -2))
-            n_rows = out["M"].shape[-2]
-        s, s0 = torch.cat(s_all), torch.cat(s_orig_all)
-        mean_s = s.mean(dim=0)
-        # the same estimators on V i.i.d. unit rows: cached, so drawn once per run
-        null = row_spectrum_null(n_rows, s.shape[-1], s.shape[0], seed=self.config.seed)
+            if "S" in out:  # a plain autoencoder (a control) has no spectrum
+                s_all.append(out["S"].float().flatten(0, -2))
+                s_orig_all.append(out["S_orig"].float().flatten(0, -2))
+                n_rows = out["M"].shape[-2]
         metrics: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
             "mse": sum(per_type.values()) / len(per_type),
             "mse_per_type": per_type,
-            "effective_rank": effective_rank(s.double()).mean().item(),
-            "s0_over_sd": (mean_s[0] / mean_s[-1]).item(),
-            "s_delta": (s - s0).abs().mean().item(),
-            **null.summary(),
         }
+        if s_all:
+            s, s0 = torch.cat(s_all), torch.cat(s_orig_all)
+            mean_s = s.mean(dim=0)
+            # the same estimators on V i.i.d. unit rows: cached, so drawn once per run
+            null = row_spectrum_null(n_rows, s.shape[-1], s.shape[0], seed=self.config.seed)
+            metrics.update(
+                effective_rank=effective_rank(s.double()).mean().item(),
+                s0_over_sd=(mean_s[0] / mean_s[-1]).item(),
+                s_delta=(s - s0).abs().mean().item(),
+                **null.summary(),
+            )
         metrics["alpha_mean"] = [a.mean().item() for a in model.attention_alphas()]
         if isinstance(model, Monitored):
             metrics.update(model.monitors(torch.cat(list(batches.values()))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.loading import load_producer
 from geolip.producers.presets import build, train_config, train_preset
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import Trainer
+from geolip.producers.train import TrainConfig, Trainer
 from geolip.solvers.metrics import effective_rank
 from geolip.solvers.null import row_spectrum_null
 
@@ -266,17 +267,48 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_distributed_training_with_gloo_two_processes(tmp_path: Path) -> None:
+def _torchrun(out: Path, *extra: str) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", *_train_cli(tmp_path / "ddp")[1:]]
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", *_train_cli(out, *extra)[1:]]
     done = subprocess.run(cmd, env=_quiet_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_distributed_training_with_gloo_two_processes(tmp_path: Path) -> None:
+    """Two gloo ranks draw distinct noise streams, and the same run twice is the same run."""
+    _torchrun(tmp_path / "ddp")
     state = load_checkpoint(tmp_path / "ddp" / "latest")
     data_states = state.rng["data"]
     assert data_states.shape[0] == 2 and not torch.equal(data_states[0], data_states[1])
     assert state.config["step"] == 60
     assert all(torch.isfinite(t).all() for t in state.model.values())
+    _torchrun(tmp_path / "again")
+    again = load_checkpoint(tmp_path / "again" / "latest")
+    assert torch.equal(again.rng["data"], data_states)
+    for key, value in state.model.items():
+        assert torch.equal(again.model[key], value), key
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_world_sizes(tmp_path: Path) -> None:
+    """A two-rank checkpoint resumes in one process (rank 0 continues its stream), and a
+    one-process checkpoint resumes on two ranks (rank 1 starts its seeded stream)."""
+    _torchrun(tmp_path / "two")
+    written = load_checkpoint(tmp_path / "two" / "latest")
+    longer = TrainConfig(**{**written.config["train"], "epochs": 3})
+    one = Trainer(tiny(), longer, tmp_path / "two", resume=True)
+    assert torch.equal(one.data_gen.get_state(), written.rng["data"][0])
+    one.fit(progress=False)
+    assert one.step == 90 and math.isfinite(one.history[-1]["mse"])
+
+    env = _quiet_env()
+    subprocess.run(_train_cli(tmp_path / "single"), env=env, check=True, capture_output=True)
+    _torchrun(tmp_path / "single", "--resume", "--epochs", "3")
+    state = load_checkpoint(tmp_path / "single" / "latest")
+    assert state.config["step"] == 90 and state.rng["data"].shape[0] == 2
+    assert not torch.equal(state.rng["data"][0], state.rng["data"][1])
 
 
 def test_resume_refuses_a_different_recipe_and_corrupt_checkpoints(tmp_path: Path) -> None:
