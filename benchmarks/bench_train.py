@@ -181,9 +181,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--json", default=None)
-    parser.add_argument("--only", default=None, help="comma-separated variant labels (no doc)")
+    parser.add_argument("--only", default=None, help="variant labels separated by ';' (no doc)")
     args = parser.parse_args()
-    wanted = None if args.only is None else set(args.only.split(","))
+    wanted = None if args.only is None else set(args.only.split(";"))
     if not torch.cuda.is_available():
         sys.exit("bench_train needs a CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = True
