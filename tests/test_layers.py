@@ -1,6 +1,7 @@
 """The rooms of geolip and which way their doors open (shared/design/architecture.md):
 
-    cli ──> downstream, hub ──> producers ──> codebook, data ──> solvers ──> (_files, errors)
+    cli ──> downstream, hub ──> producers ──> codebook, data ──> solvers ──> (_files, _progress,
+    errors)
 
 Checked on the source, statically: every module-level import between geolip modules runs
 down the layers (or stays inside its own package), no module-level imports form a cycle, and
@@ -26,6 +27,7 @@ LAYER = {
     "solvers": 1,
     "_safetensors": 0,
     "_files": 0,
+    "_progress": 0,
     "errors": -1,
     "_version": -1,
 }

@@ -34,6 +34,7 @@ def test_kmeans_from_a_dataset_spec(model_dir: str, tmp_path: Path, capsys, monk
     assert code == 0 and "i.i.d. rows" in text
 
 
+@pytest.mark.slow
 def test_mean_from_a_dataset_spec(model_dir: str, tmp_path: Path, capsys, monkeypatch) -> None:
     out = tmp_path / "mean"
     args = ["codebook", "extract", model_dir, "--calibration", SHAPES, "--null-trials", "10"]

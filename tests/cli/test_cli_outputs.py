@@ -53,6 +53,7 @@ def _one_line_refusal(code: int, out: str, err: str, path: Path, flag: str) -> N
     assert str(path) in line and flag in line
 
 
+@pytest.mark.slow
 def test_train_into_a_finished_run_is_refused_and_force_starts_over(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -75,6 +76,7 @@ def test_train_into_a_finished_run_is_refused_and_force_starts_over(
     assert code == 2 and "one" in doc["error"]["message"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_latest_prints_the_resume_command_and_resume_finishes(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

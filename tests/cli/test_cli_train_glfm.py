@@ -44,6 +44,7 @@ def _train(out: Path, *extra: str, model: dict | None = None) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_train_glfm_writes_checkpoints_and_logs_the_drift(tmp_path: Path, capsys, monkeypatch):
     code, doc = run_json(_train(tmp_path / "run"), capsys, monkeypatch)
     assert code == 0, doc
@@ -138,6 +139,7 @@ def test_sphere_solver_refuses_a_glfm_preset_and_help_splits_the_families(capsys
     assert "fresnel" not in flat
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_glfm_resume_command_which_finishes(tmp_path: Path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
     real_step = Trainer.train_step

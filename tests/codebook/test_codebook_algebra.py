@@ -27,6 +27,7 @@ def _core_and_novel(seed: int, d: int, n_core: int, n_a: int, n_b: int):
     return core, only_a, only_b
 
 
+@pytest.mark.slow
 @given(seed=seeds, d=st.integers(3, 6), n_a=st.integers(0, 3), n_b=st.integers(0, 3))
 def test_merge_diff_laws(seed: int, d: int, n_a: int, n_b: int) -> None:
     core, only_a, only_b = _core_and_novel(seed, d, 3 * d, n_a, n_b)
@@ -122,6 +123,7 @@ def test_aligned_to_records_lineage_and_lands_on_reference() -> None:
     assert a.distance(b) < 1e-6
 
 
+@pytest.mark.slow
 def test_quality_reports_deviation_with_null() -> None:
     cb = Codebook.from_axes(random_rows(64, 8, 0))
     q = cb.assess(null_trials=100)

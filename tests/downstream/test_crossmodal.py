@@ -34,6 +34,7 @@ def _modalities(n: int = 240, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
     return source, z, rotation
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["procrustes", "codebook", "whitened", "lstsq", "cca"])
 def test_alignment_recovers_a_planted_rotation(method):
     x, y, _ = _modalities()
@@ -52,6 +53,7 @@ def test_the_rotation_between_pca_frames_is_the_planted_one(method):
     assert torch.allclose(undo, planted, atol=0.02)
 
 
+@pytest.mark.slow
 def test_codebook_alignment_uses_no_pairs():
     x, y, _ = _modalities()
     shuffled = y[torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(1))]

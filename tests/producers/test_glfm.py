@@ -133,6 +133,7 @@ def test_a_dataset_the_model_cannot_take_is_refused_before_any_step(tmp_path: Pa
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
+@pytest.mark.slow
 def test_anchors_stay_unit_while_the_free_parameter_drifts(tmp_path: Path) -> None:
     model = tiny()
     home = model.constellation.home.clone()
@@ -228,6 +229,7 @@ def test_anchor_codebook_carries_its_null_and_the_home_control() -> None:
 _SIGNS = st.lists(st.sampled_from([-1.0, 1.0]), min_size=8, max_size=8)
 
 
+@pytest.mark.slow
 @given(signs=_SIGNS, seed=st.integers(0, 2**16))
 def test_anchor_codebook_is_invariant_to_anchor_signs_that_keep_the_pairs(
     signs: list[float], seed: int

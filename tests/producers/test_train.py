@@ -76,6 +76,7 @@ def test_training_lowers_validation_mse(tmp_path: Path) -> None:
     assert len(history[-1]["alpha_mean"]) == 1  # one cross-attention layer
 
 
+@pytest.mark.slow
 def test_checkpoints_are_safetensors_and_json_and_reload(tmp_path: Path) -> None:
     trainer = run(tmp_path, save_every=4)
     for name in ("latest", "best"):
@@ -151,6 +152,7 @@ def test_ctrl_c_saves_the_interrupted_step_and_resumes_to_the_same_run(
     assert resumed.history == full.history
 
 
+@pytest.mark.slow
 def test_a_real_sigint_is_deferred_to_the_end_of_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -323,6 +325,7 @@ def test_resume_refuses_a_different_recipe_and_corrupt_checkpoints(tmp_path: Pat
         load_producer(tmp_path / "latest")
 
 
+@pytest.mark.slow
 def test_warmup_cosine_ramps_up_then_decays_to_zero_per_step(tmp_path: Path) -> None:
     recipe = {**TINY_TRAIN, "epochs": 1, "lr_schedule": "warmup-cosine", "warmup_steps": 2}
     trainer = Trainer(tiny(), train_config("h2", **recipe), tmp_path)
@@ -337,6 +340,7 @@ def test_warmup_cosine_ramps_up_then_decays_to_zero_per_step(tmp_path: Path) -> 
     assert lrs[6] == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_resume_of_a_checkpoint_written_before_the_schedule_fields_existed(
     tmp_path: Path,
 ) -> None:

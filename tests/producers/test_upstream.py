@@ -83,6 +83,7 @@ def assert_same_model(loaded: SphereSolver, model: SphereSolver) -> None:
         assert torch.equal(got[key], want[key]), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fields", [SVD, LINEAR])
 def test_training_snapshot_reproduces_the_forward_pass(tmp_path: Path, fields: dict) -> None:
     model = trained(fields)

@@ -35,6 +35,7 @@ from geolip.solvers.alignment import align_projective
     det=st.sampled_from([1.0, -1.0]),
     seed=st.integers(0, 2**31 - 1),
 )
+@pytest.mark.slow
 def test_align_recovers_rotation_permutation_and_signs(
     d: int, data: st.DataObject, det: float, seed: int
 ) -> None:
@@ -87,6 +88,7 @@ def test_align_result_fields_are_consistent() -> None:
     assert result.start == "signature" and result.iterations >= 1
 
 
+@pytest.mark.slow
 def test_align_with_angular_noise_matches_at_least_99_percent() -> None:
     correct = total = 0
     for d in (4, 8, 12):

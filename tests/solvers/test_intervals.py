@@ -50,6 +50,7 @@ def test_wilson_covers_at_its_level_on_average() -> None:
     assert 0.94 <= np.mean(coverage) <= 0.96 and min(coverage) > 0.85
 
 
+@pytest.mark.slow
 def test_spearman_interval_covers_at_its_level() -> None:
     rng = np.random.default_rng(1)
     n, rho_gauss = 40, 0.5

@@ -51,6 +51,7 @@ def eye_error(x: torch.Tensor) -> float:
 # Forward
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("v", "d"), SHAPES)
 @settings(max_examples=4)
 @given(seed=seeds, dtype=st.sampled_from([torch.float32, F64]))
@@ -157,6 +158,7 @@ def test_gradcheck_of_gauge_invariant_functions(seed: int, shape: tuple[int, int
     assert torch.autograd.gradcheck(gauge_invariant, (m.requires_grad_(),))
 
 
+@pytest.mark.slow
 @settings(max_examples=10)
 @given(seed=seeds, shape=st.sampled_from([(4, 3), (16, 5), (48, 8), (256, 16)]))
 def test_gradient_matches_torch_svd_autograd(seed: int, shape: tuple[int, int]) -> None:

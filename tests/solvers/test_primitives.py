@@ -12,6 +12,7 @@ from geolip.solvers.primitives import encode_points, project, solve_basis
 from geolip.solvers.projective_kmeans import projective_kmeans
 
 
+@pytest.mark.slow
 def test_project_encodes_in_batches_and_clusters_every_row() -> None:
     weights = gaussian(6, 3 * 4, gen(0))
 

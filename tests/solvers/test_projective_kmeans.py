@@ -50,6 +50,7 @@ def _angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     k=st.integers(1, 6),
     flip_seed=seeds,
 )
+@pytest.mark.slow
 def test_flipping_any_rows_gives_the_same_clustering_bit_for_bit(
     seed: int, d: int, n: int, k: int, flip_seed: int
 ) -> None:
@@ -61,6 +62,7 @@ def test_flipping_any_rows_gives_the_same_clustering_bit_for_bit(
     assert torch.equal(a.assignment, b.assignment) and a.objective == b.objective
 
 
+@pytest.mark.slow
 @given(seed=seeds, d=st.integers(3, 6), k=st.integers(1, 5), det=st.sampled_from([1.0, -1.0]))
 def test_rotating_the_rows_rotates_the_centroids(seed: int, d: int, k: int, det: float) -> None:
     _, rows = planted(k, d, per_axis=12, sigma=0.1, seed=seed)
@@ -73,6 +75,7 @@ def test_rotating_the_rows_rotates_the_centroids(seed: int, d: int, k: int, det:
     assert b.objective == pytest.approx(a.objective, abs=1e-12)
 
 
+@pytest.mark.slow
 @given(seed=seeds, d=st.integers(2, 6), k=st.integers(1, 6))
 def test_its_own_centroids_are_a_fixed_point(seed: int, d: int, k: int) -> None:
     rows = gaussian(40, d, gen(seed))
@@ -90,6 +93,7 @@ def test_its_own_centroids_are_a_fixed_point(seed: int, d: int, k: int) -> None:
             assert abs(float(top @ fit.centroids[j])) == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.slow
 @given(seed=seeds, d=st.integers(3, 8), k=st.integers(2, 6))
 def test_planted_axes_are_recovered(seed: int, d: int, k: int) -> None:
     axes, rows = planted(k, d, per_axis=30, sigma=0.05, seed=seed)

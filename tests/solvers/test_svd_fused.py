@@ -71,6 +71,7 @@ def one_program_per_kernel(d: int, monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("v", "d"), shape_cases(SHAPES))
 def test_forward_matches_float64_reference_on_hard_inputs(
     v: int, d: int, monkeypatch: pytest.MonkeyPatch
