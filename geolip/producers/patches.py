@@ -171,7 +171,10 @@ def _check_divisible(H: int, W: int, ps: int) -> None:
 
 
 def _check_finite(x: torch.Tensor, what: str) -> None:
-    if x.is_cuda and torch.cuda.is_current_stream_capturing():
-        return  # reading the result would sync; a captured step is checked in its warm-up
+    """Refuse NaN or ±inf. On the GPU the check reads a result back, which stalls the queue, so
+    it runs only outside autograd (encoding, extraction, features); a training step (grad
+    enabled) or a captured CUDA graph is not checked, and a NaN there shows in its loss."""
+    if x.is_cuda and (torch.is_grad_enabled() or torch.cuda.is_current_stream_capturing()):
+        return
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or ±inf")
