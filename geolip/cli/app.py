@@ -17,8 +17,10 @@ from geolip.cli import output
 from geolip.cli.codebook import codebook_app
 from geolip.cli.crossmodal import align_modalities, soup
 from geolip.cli.data import data_app
+from geolip.cli.diffusion import diffusion_app
 from geolip.cli.distill import distill
 from geolip.cli.downstream import classify_app, features, ood_app
+from geolip.cli.edit import edit
 from geolip.cli.extract import extract
 from geolip.cli.hub import codebook_pull, codebook_push, model_app
 from geolip.cli.options import EXIT_USAGE, command_group
@@ -46,11 +48,13 @@ app.add_typer(ood_app, name="ood")
 app.add_typer(model_app, name="model")
 app.add_typer(data_app, name="data")
 app.add_typer(tokenize_app, name="tokenize")
+app.add_typer(diffusion_app, name="diffusion")
 app.command()(quickstart)
 app.command()(features)
 app.command("align-modalities")(align_modalities)
 app.command()(soup)
 app.command()(distill)
+app.command()(edit)
 codebook_app.command()(extract)
 codebook_app.command("push")(codebook_push)
 codebook_app.command("pull")(codebook_pull)

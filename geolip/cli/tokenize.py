@@ -18,12 +18,13 @@ tokenize_app = command_group("Images ↔ axis tokens through a producer and its 
 TOKENIZER = typer.Argument(..., help="A tokenizer folder written by 'geolip tokenize build'.")
 
 
-def _suffix(option: str, path: Path | None, suffix: str) -> None:
+def require_suffix(option: str, path: Path | None, suffix: str) -> None:
+    """A usage error naming ``option`` unless ``path`` (when given) ends in ``suffix``."""
     if path is not None and path.suffix != suffix:
         raise InvalidOptionError(option, f"expected a {suffix} file, got {path}")
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def size_option(text: str | None) -> tuple[int, int] | None:
     """``--size``: ``S`` or ``H,W``, positive integers."""
     if text is None:
         return None
@@ -115,7 +116,7 @@ def encode(
 ) -> None:
     """Tokenize every image of a dataset: ids (N, L) and attention mask in one file."""
     output.set_json_mode(json_out)
-    _suffix("--out", out, ".safetensors")
+    require_suffix("--out", out, ".safetensors")
     claim_output(out, kind="file", force=force)
     from geolip.data import open_dataset
     from geolip.downstream.token_files import tokenize_dataset, usage_report, write_tokens
@@ -153,9 +154,9 @@ def decode(
 ) -> None:
     """Decode a token file through the producer's decoder into images (N, C, H, W)."""
     output.set_json_mode(json_out)
-    _suffix("--out", out, ".safetensors")
-    _suffix("--png", png, ".png")
-    target = _size(size)
+    require_suffix("--out", out, ".safetensors")
+    require_suffix("--png", png, ".png")
+    target = size_option(size)
     claim_output(out, kind="file", force=force)
     claim_output(png, kind="file", force=force)
     import torch

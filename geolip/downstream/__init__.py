@@ -1,5 +1,6 @@
 """Frozen-codebook pipelines: features, classification heads, OOD validity and baselines,
-cross-modal alignment and the multi-expert soup.
+cross-modal alignment, the multi-expert soup, the image tokenizer, discrete diffusion over its
+tokens and editing at any scale.
 
 Every pipeline reads its producer only through :class:`geolip.producers.contract.Producer`.
 """
@@ -14,6 +15,16 @@ from geolip.downstream.classify import (
 )
 from geolip.downstream.crossmodal import FittedAlignment, evaluate_retrieval, fit_alignment
 from geolip.downstream.crossmodal_study import AlignSettings, run_align_study
+from geolip.downstream.diffusion import DiffusionModel, SamplingOptions
+from geolip.downstream.diffusion_io import load_diffusion, save_diffusion
+from geolip.downstream.diffusion_train import DiffusionTrainConfig, train_diffusion
+from geolip.downstream.editing import (
+    Inpaint,
+    Interpolate,
+    SubstituteAxes,
+    ZeroAxes,
+    process_at_scale,
+)
 from geolip.downstream.features import Features, compute_features, pool_activations
 from geolip.downstream.ood import Validity, ValidityScorer
 from geolip.downstream.ood_eval import evaluate_ood, fit_detectors
@@ -25,30 +36,41 @@ from geolip.downstream.tokenizer import GeolipImageTokenizer
 
 __all__ = [
     "AlignSettings",
+    "DiffusionModel",
+    "DiffusionTrainConfig",
     "FeatureHead",
     "Features",
     "FittedAlignment",
     "GeolipImageTokenizer",
     "HeadConfig",
+    "Inpaint",
+    "Interpolate",
     "OODMetrics",
+    "SamplingOptions",
     "SoupFit",
     "SoupSettings",
+    "SubstituteAxes",
     "TrainedHead",
     "Validity",
     "ValidityScorer",
+    "ZeroAxes",
     "compute_features",
     "evaluate_ood",
     "evaluate_retrieval",
     "fit_alignment",
     "fit_detectors",
     "fit_soup",
+    "load_diffusion",
     "load_head",
     "ood_metrics",
     "pool_activations",
+    "process_at_scale",
     "run_align_study",
     "run_soup_study",
+    "save_diffusion",
     "save_head",
     "soup_embeddings",
     "tokenize_dataset",
+    "train_diffusion",
     "train_head",
 ]

@@ -42,13 +42,7 @@ def tokenize_dataset(
         DatasetError, IncompatibleInputError: channels, size or an empty dataset the producer
             cannot take, before any image is encoded.
     """
-    check_inputs(
-        tokenizer.producer,
-        tokenizer.codebook,
-        n_images=len(dataset),
-        channels=dataset.channels,
-        size=dataset.size,
-    )
+    check_dataset(tokenizer, dataset)
     parts = []
     with progress_bar(progress) as bar:
         task = bar.add_task(f"tokenizing {dataset.name}", total=len(dataset))
@@ -56,6 +50,18 @@ def tokenize_dataset(
             parts.append(tokenizer(images, return_tensors="pt")["input_ids"])
             bar.advance(task, images.shape[0])
     return torch.cat(parts)
+
+
+def check_dataset(tokenizer: GeolipImageTokenizer, dataset: ImageDataset) -> None:
+    """DatasetError or IncompatibleInputError for a dataset the tokenizer's producer cannot
+    take (channels, size, no images), before any image is encoded."""
+    check_inputs(
+        tokenizer.producer,
+        tokenizer.codebook,
+        n_images=len(dataset),
+        channels=dataset.channels,
+        size=dataset.size,
+    )
 
 
 def axis_usage(tokenizer: GeolipImageTokenizer, input_ids: torch.Tensor) -> torch.Tensor:

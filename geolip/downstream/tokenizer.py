@@ -137,7 +137,7 @@ class GeolipImageTokenizer:
 
     def tokens_per_image(self, size: tuple[int, int]) -> int:
         """Sequence length of an (H, W) image: 2 + gh + gh·gw·V·k, gh·gw its patch grid."""
-        gh, gw = self._grid(size)
+        gh, gw = self.grid(size)
         return 2 + gh + gh * gw * self._per_patch
 
     # encoding -----------------------------------------------------------------------------
@@ -148,9 +148,7 @@ class GeolipImageTokenizer:
             raise IncompatibleInputError(f"encode takes one image (C, H, W), got {shape}")
         return self._encode_batch(image.unsqueeze(0))[0].tolist()
 
-    def __call__(
-        self, images: Images, return_tensors: str | None = None
-    ) -> dict[str, Any]:
+    def __call__(self, images: Images, return_tensors: str | None = None) -> dict[str, Any]:
         """Images → ``{"input_ids", "attention_mask"}``, as a Hugging Face tokenizer returns.
 
         Args:
@@ -162,7 +160,7 @@ class GeolipImageTokenizer:
             raise ValueError(f"return_tensors must be None or 'pt', got {return_tensors!r}")
         batch = [images] if isinstance(images, torch.Tensor) and images.ndim == 3 else images
         if isinstance(batch, torch.Tensor):
-            self._check_images(batch)
+            self.check_images(batch)
             seqs = list(self._encode_batch(batch))
         else:
             for image in batch:
@@ -170,7 +168,7 @@ class GeolipImageTokenizer:
                     raise IncompatibleInputError(
                         f"a list of images holds (C, H, W) tensors, got {tuple(image.shape)}"
                     )
-                self._check_images(image.unsqueeze(0))
+                self.check_images(image.unsqueeze(0))
             seqs = [self._encode_batch(image.unsqueeze(0))[0] for image in batch]
         if return_tensors is None:
             return {
@@ -185,10 +183,36 @@ class GeolipImageTokenizer:
             mask[i, : len(s)] = 1
         return {"input_ids": ids, "attention_mask": mask}
 
+    def axis_ids(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) → axis-token ids (B, P, V, k) int64: 2i + 1 for axis i with a
+        negative cos, 2i otherwise (:meth:`axis_codes` as ids)."""
+        idx, signs = self.axis_codes(images)
+        return 2 * idx + (signs < 0)
+
+    def sequences(self, ids: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Axis-token ids (B, P, V, k) or (B, P·V·k) of a gh × gw grid → full sequences
+        (B, L) int64 with the structural tokens placed (module docstring for the layout)."""
+        b = ids.shape[0]
+        gh, gw = grid
+        if ids.numel() != b * gh * gw * self._per_patch:
+            raise IncompatibleInputError(
+                f"{tuple(ids.shape)} ids do not fill a {gh}×{gw} grid of "
+                f"{self._per_patch} tokens per patch"
+            )
+        self._check_ids(ids.flatten())
+        if bool((ids >= self.image_start_token_id).any()):
+            raise IncompatibleInputError("axis-token ids must be below 2K")
+        rows = ids.reshape(b, gh, gw * self._per_patch).to(torch.int64)
+        marks = torch.full((b, gh, 1), self.row_start_token_id, dtype=torch.int64)
+        body = torch.cat([marks, rows], dim=2).reshape(b, -1)
+        start = torch.full((b, 1), self.image_start_token_id, dtype=torch.int64)
+        end = torch.full((b, 1), self.image_end_token_id, dtype=torch.int64)
+        return torch.cat([start, body, end], dim=1)
+
     def axis_codes(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, C, H, W) → (axis indices (B, P, V, k) int64, signs (B, P, V, k) ±1),
         the top-k axes of every row by |cos| and the sign of each cos (+1 for cos = 0)."""
-        self._check_images(images)
+        self.check_images(images)
         with self.producer.frozen():
             rows = self.producer.encode_rows(images.to(self.producer.device)).float()
         cos = self.codebook.activations(rows, signed=True)  # (B, P, V, K)
@@ -204,7 +228,7 @@ class GeolipImageTokenizer:
         head, ``steps`` full-batch Adam steps on log w from w = 1. Deterministic; with k = 1
         the weights cannot matter and stay 1.
         """
-        self._check_images(images)
+        self.check_images(images)
         v, k = self.producer.geometry.rows_per_token, self.top_k
         if k == 1:
             return self
@@ -291,8 +315,16 @@ class GeolipImageTokenizer:
         """Write one self-contained folder (producer, codebook, settings; safetensors and
         JSON, :mod:`geolip.downstream.tokenizer_io`) atomically, read back before it replaces
         anything. Returns the folder."""
+        return write_tokenizer(save_directory, self.parts(), self.describe())
+
+    def parts(self) -> TokenizerParts:
+        """Producer, codebook, top_k and rank weights: what a saved folder holds."""
+        return TokenizerParts(self.producer, self.codebook, self.top_k, self.rank_weights)
+
+    def describe(self) -> dict[str, Any]:
+        """What the tokenizer reports about itself in ``tokenizer_config.json``."""
         g = self.producer.geometry
-        config = {
+        return {
             "vocab_size": self.vocab_size,
             "special_tokens": dict(zip(SPECIAL_TOKENS, self.all_special_ids, strict=True)),
             "rows_per_patch": g.rows_per_token,
@@ -300,8 +332,6 @@ class GeolipImageTokenizer:
             "channels": g.channels,
             "tokens_per_patch": self._per_patch,
         }
-        parts = TokenizerParts(self.producer, self.codebook, self.top_k, self.rank_weights)
-        return write_tokenizer(save_directory, parts, config)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> GeolipImageTokenizer:
@@ -314,12 +344,15 @@ class GeolipImageTokenizer:
     def _per_patch(self) -> int:
         return self.producer.geometry.rows_per_token * self.top_k
 
-    def _grid(self, size: tuple[int, int]) -> tuple[int, int]:
+    def grid(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The patch grid (gh, gw) = (⌈H/ps⌉, ⌈W/ps⌉) of an (H, W) image."""
         ps = self.producer.geometry.patch_size
         assert ps is not None
         return math.ceil(size[0] / ps), math.ceil(size[1] / ps)
 
-    def _check_images(self, images: torch.Tensor) -> None:
+    def check_images(self, images: torch.Tensor) -> None:
+        """IncompatibleInputError unless ``images`` are (B, C, H, W) finite floats of the
+        producer's channels, at least one patch on each side."""
         g = self.producer.geometry
         if images.ndim != 4:
             raise IncompatibleInputError(f"expected images (B, C, H, W), got {tuple(images.shape)}")
@@ -338,16 +371,8 @@ class GeolipImageTokenizer:
 
     def _encode_batch(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, L) int64 ids."""
-        idx, signs = self.axis_codes(images)
-        b = idx.shape[0]
-        gh, gw = self._grid(tuple(images.shape[-2:]))  # type: ignore[arg-type]
-        ids = 2 * idx + (signs < 0)  # (B, P, V, k)
-        rows = ids.reshape(b, gh, gw * self._per_patch)
-        marks = torch.full((b, gh, 1), self.row_start_token_id, dtype=torch.int64)
-        body = torch.cat([marks, rows], dim=2).reshape(b, -1)
-        start = torch.full((b, 1), self.image_start_token_id, dtype=torch.int64)
-        end = torch.full((b, 1), self.image_end_token_id, dtype=torch.int64)
-        return torch.cat([start, body, end], dim=1)
+        grid = self.grid(tuple(images.shape[-2:]))  # type: ignore[arg-type]
+        return self.sequences(self.axis_ids(images), grid)
 
     def _check_ids(self, ids: torch.Tensor) -> None:
         bad = ((ids < 0) | (ids >= self.vocab_size)).nonzero().flatten()
@@ -396,7 +421,7 @@ class GeolipImageTokenizer:
         h, w = target_size
         if h < 1 or w < 1:
             raise ValueError(f"target_size must be positive, got {target_size}")
-        if self._grid((h, w)) == grid:
+        if self.grid((h, w)) == grid:
             return images[..., :h, :w]
         return interpolate(
             images, size=(h, w), mode="bilinear", align_corners=False, antialias=True

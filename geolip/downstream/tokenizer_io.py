@@ -59,6 +59,26 @@ def write_tokenizer(
     Raises:
         TypeError: a producer that cannot be saved (no ``save_pretrained`` config).
     """
+    return write_folder(
+        folder, tokenizer_files(parts, config), verify=lambda tmp: _verify_tokenizer(tmp, parts)
+    )
+
+
+def _verify_tokenizer(folder: Path, parts: TokenizerParts) -> None:
+    """Read ``folder`` back; CheckpointError unless it holds the settings of ``parts``."""
+    back = read_tokenizer(folder)
+    weights = parts.rank_weights.detach().cpu().float()
+    if not torch.equal(back.rank_weights, weights) or back.top_k != parts.top_k:
+        raise CheckpointError("read back other tokenizer settings than written", folder)
+
+
+def tokenizer_files(parts: TokenizerParts, config: dict[str, Any]) -> dict[str, bytes]:
+    """File name → bytes of a tokenizer folder (module docstring); other artifacts that
+    carry their tokenizer (a diffusion model) add their own files beside these.
+
+    Raises:
+        TypeError: a producer that cannot be saved (no ``save_pretrained`` config).
+    """
     producer = parts.producer
     if not isinstance(producer, PretrainedModule):
         raise TypeError(f"a {type(producer).__name__} cannot be saved with the tokenizer")
@@ -72,20 +92,13 @@ def write_tokenizer(
         **config,
     }
     weights = parts.rank_weights.detach().cpu().float().contiguous()
-    files = {
+    return {
         **pretrained_files(producer.pretrained_config(), producer.state_dict()),
         codebook_io.TENSOR_FILE: codebook_io.serialize(cb.axes, cb.stats, cb.meta, cb.id),
         codebook_io.META_FILE: codebook_io.sidecar_json(cb.meta, cb.id).encode(),
         CONFIG_FILE: (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
         WEIGHTS_FILE: save({"rank_weights": weights}, metadata={"format": TOKENIZER_FORMAT}),
     }
-
-    def verify(tmp: Path) -> None:
-        back = read_tokenizer(tmp)
-        if not torch.equal(back.rank_weights, weights) or back.top_k != parts.top_k:
-            raise CheckpointError("read back other tokenizer settings than written", tmp)
-
-    return write_folder(folder, files, verify=verify)
 
 
 def read_tokenizer(folder: str | Path) -> TokenizerParts:
