@@ -65,8 +65,15 @@ class PresetRecipesHelp(TyperCommand):
                 (
                     name,
                     f"--epochs {c.epochs} --steps-per-epoch {c.steps_per_epoch} "
-                    f"--batch-size {c.batch_size} --img-size {c.img_size} --lr {c.lr:g} "
-                    f"--save-every {c.save_every}; {noises}. {preset.note}",
+                    f"--batch-size {c.batch_size} "
+                    + (f"--img-size {c.img_size} " if c.img_size is not None else "")
+                    + f"--lr {c.lr:g} "
+                    + (
+                        f"--lr-schedule {c.lr_schedule} --warmup-steps {c.warmup_steps} "
+                        if c.lr_schedule != "cosine-epochs"
+                        else ""
+                    )
+                    + f"--save-every {c.save_every}; {noises}. {preset.note}",
                 )
             )
         with formatter.section("Presets (each option's default is its preset's value)"):
@@ -79,7 +86,24 @@ class GLFMRecipesHelp(PresetRecipesHelp):
     family = "GLFM"
 
 
-TRAIN_COMMAND = {"SphereSolver": "sphere-solver", "GLFM": "glfm"}
+class SVAETransformerRecipesHelp(PresetRecipesHelp):
+    """The SVAE-transformer presets' recipes."""
+
+    family = "SVAETransformer"
+
+
+class CVBatteryRecipesHelp(PresetRecipesHelp):
+    """The CV-battery presets' recipes."""
+
+    family = "CVBattery"
+
+
+TRAIN_COMMAND = {
+    "SphereSolver": "sphere-solver",
+    "GLFM": "glfm",
+    "SVAETransformer": "svae-transformer",
+    "CVBattery": "cv-battery",
+}
 """The ``geolip train`` command of each model family."""
 
 
@@ -112,6 +136,20 @@ def train_sphere_solver(
         None, "--img-size", min=1, help="Training image side (px).", show_default=PRESET_DEFAULT
     ),
     lr: float | None = LR,
+    lr_schedule: str | None = typer.Option(
+        None,
+        "--lr-schedule",
+        help="cosine-epochs (stepped at epoch ends) or warmup-cosine (every step: linear "
+        "warm-up, then a cosine to 0 at the last step).",
+        show_default=PRESET_DEFAULT,
+    ),
+    warmup_steps: int | None = typer.Option(
+        None,
+        "--warmup-steps",
+        min=0,
+        help="Warm-up steps of warmup-cosine.",
+        show_default=PRESET_DEFAULT,
+    ),
     save_every: int | None = SAVE_EVERY,
     seed: int | None = SEED,
     noises: str | None = typer.Option(
@@ -140,6 +178,8 @@ def train_sphere_solver(
         batch_size=batch_size,
         img_size=img_size,
         lr=lr,
+        lr_schedule=lr_schedule,
+        warmup_steps=warmup_steps,
         save_every=save_every,
     )
     if noises:
@@ -309,6 +349,164 @@ def train_glfm(
         force,
         json_out,
         check_model=fits_dataset,
+    )
+
+
+DATASET = typer.Option(
+    None,
+    "--dataset",
+    help="What the autoencoder reconstructs, a dataset SPEC (geolip data list).",
+    parser=dataset_spec,
+    show_default=PRESET_DEFAULT,
+)
+EVAL_ITEMS = typer.Option(
+    None,
+    "--eval-per-class",
+    min=1,
+    help="Held-out validation items per class of --dataset (its last ones).",
+    show_default=PRESET_DEFAULT,
+)
+
+
+def _dataset_fits(preset: str, overrides: dict[str, Any]) -> Any:
+    """A ``check_model`` refusing a recipe dataset the model config cannot take."""
+
+    def check(config: Any) -> None:
+        from geolip.data.specs import open_dataset
+        from geolip.producers.presets import train_config
+
+        recipe = train_config(preset, **overrides)
+        if recipe.dataset is None:
+            return
+        items = open_dataset(recipe.dataset)
+        problem = config.dataset_mismatch(items.channels, items.size)
+        if problem is not None:
+            raise InvalidOptionError("--dataset", f"{recipe.dataset!r}: {problem}")
+
+    return check
+
+
+@train_app.command("svae-transformer", cls=SVAETransformerRecipesHelp)
+def train_svae_transformer(
+    preset: str = typer.Option(..., "--preset", help="An SVAE-transformer preset (listed below)."),
+    out: Path = RUN_OUT,
+    epochs: int | None = EPOCHS,
+    steps_per_epoch: int | None = STEPS_PER_EPOCH,
+    batch_size: int | None = BATCH_SIZE,
+    img_size: int | None = typer.Option(
+        None,
+        "--img-size",
+        min=1,
+        help="Resize the dataset's images to this side (token sequences are never resized).",
+        show_default=PRESET_DEFAULT,
+    ),
+    lr: float | None = LR,
+    save_every: int | None = SAVE_EVERY,
+    eval_items: int | None = EVAL_ITEMS,
+    seed: int | None = SEED,
+    dataset: str | None = DATASET,
+    model_json: str = typer.Option(
+        "{}", "--model", help="JSON overrides of the model config, e.g. '{\"D_lens\": 32}'."
+    ),
+    device: str = DEVICE,
+    resume: bool = RESUME,
+    force: bool = START_OVER,
+    json_out: bool = JSON,
+) -> None:
+    """Train an SVAE-transformer (a sphere-solver battery under a fixed isometric lens, a
+    spectral-alpha attention stack and a geometric decoder) to reconstruct image patches or
+    feature tokens; torchrun-ready. Battery and shell train in separate optimiser groups;
+    each epoch logs the reconstruction cosine, the rigidity deviation beside its i.i.d. null
+    and every α.
+
+    An OUT that already holds files is refused unless --resume (continue) or --force (start
+    over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
+    output.set_json_mode(json_out)
+    _check_preset(preset, "SVAETransformer")
+    overrides = _given(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        img_size=img_size,
+        lr=lr,
+        save_every=save_every,
+        eval_per_type=eval_items,
+        dataset=dataset,
+    )
+    _train(
+        "svae-transformer",
+        preset,
+        out,
+        overrides,
+        model_json,
+        seed,
+        device,
+        resume,
+        force,
+        json_out,
+        check_model=_dataset_fits(preset, overrides),
+    )
+
+
+@train_app.command("cv-battery", cls=CVBatteryRecipesHelp)
+def train_cv_battery(
+    preset: str = typer.Option(..., "--preset", help="A CV-battery preset (listed below)."),
+    out: Path = RUN_OUT,
+    epochs: int | None = EPOCHS,
+    steps_per_epoch: int | None = STEPS_PER_EPOCH,
+    batch_size: int | None = BATCH_SIZE,
+    img_size: int | None = typer.Option(
+        None, "--img-size", min=1, help="Training image side (px).", show_default=PRESET_DEFAULT
+    ),
+    lr: float | None = LR,
+    save_every: int | None = SAVE_EVERY,
+    seed: int | None = SEED,
+    noises: str | None = typer.Option(
+        None,
+        "--noises",
+        help="Comma-separated training noise names (geolip data list: noise).",
+        show_default=PRESET_DEFAULT,
+    ),
+    dataset: str | None = DATASET,
+    model_json: str = typer.Option(
+        "{}", "--model", help="JSON overrides of the model config, e.g. '{\"n_blocks\": 8}'."
+    ),
+    device: str = DEVICE,
+    resume: bool = RESUME,
+    force: bool = START_OVER,
+    json_out: bool = JSON,
+) -> None:
+    """Train a CV-battery autoencoder (a VAE over many small battery blocks with a
+    differentiable Cayley–Menger CV loss in two phases) on the noise curriculum or a dataset;
+    torchrun-ready. Each epoch logs the CV reached beside its target and the uniform-row CV.
+
+    An OUT that already holds files is refused unless --resume (continue) or --force (start
+    over). Ctrl-C saves OUT/latest at the current step and prints the command that resumes."""
+    output.set_json_mode(json_out)
+    _check_preset(preset, "CVBattery")
+    overrides = _given(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        img_size=img_size,
+        lr=lr,
+        save_every=save_every,
+        dataset=dataset,
+    )
+    if noises:
+        overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    _train(
+        "cv-battery",
+        preset,
+        out,
+        overrides,
+        model_json,
+        seed,
+        device,
+        resume,
+        force,
+        json_out,
+        check_model=_dataset_fits(preset, overrides),
     )
 
 
