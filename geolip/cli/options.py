@@ -54,7 +54,7 @@ def json_object(option: str, text: str) -> dict[str, Any]:
         problem = f"not valid JSON ({err.msg} at column {err.colno})"
         raise InvalidOptionError(option, problem) from None
     if not isinstance(value, dict):
-        raise InvalidOptionError(option, f"expected a JSON object like {{\"key\": 1}}, got {text}")
+        raise InvalidOptionError(option, f'expected a JSON object like {{"key": 1}}, got {text}')
     return value
 
 

@@ -148,9 +148,7 @@ class Codebook:
         or, for a ``*.safetensors`` path, that file and a ``.json`` beside it. Saving the same
         codebook twice gives identical bytes. Returns the ``.safetensors`` path."""
         payload = io.serialize(self._axes, self._stats, self._meta, self._id)
-        return io.write_artifact(
-            path, payload, io.sidecar_json(self._meta, self._id), self._id
-        )
+        return io.write_artifact(path, payload, io.sidecar_json(self._meta, self._id), self._id)
 
     def push_to_hub(
         self,

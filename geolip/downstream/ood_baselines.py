@@ -30,9 +30,7 @@ def iter_batches(images: Images, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 @torch.no_grad()
-def reconstruction_mse(
-    producer: Producer, images: Images, batch_size: int = 32
-) -> torch.Tensor:
+def reconstruction_mse(producer: Producer, images: Images, batch_size: int = 32) -> torch.Tensor:
     """Per-image mean squared reconstruction error (N,) float64 of the autoencoder."""
     decoder = require_reconstructor(producer, "the reconstruction-MSE baseline")
     out = []

@@ -241,8 +241,10 @@ def _controls(controls: Sequence[ControlReport]) -> str:
         for c in controls
     ]
     text = "\n### Controls\n\nThe same extraction on the untrained network and on shuffled "
-    return text + "pixels.\n\n" + _table(
-        ["control", "axes", "pairs", "deviation", "null percentile", "distance"], rows
+    return (
+        text
+        + "pixels.\n\n"
+        + _table(["control", "axes", "pairs", "deviation", "null percentile", "distance"], rows)
     )
 
 

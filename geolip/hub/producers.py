@@ -122,9 +122,7 @@ def download_pretrained(
 ) -> FetchedProducer[M]:
     """:func:`fetch_pretrained`, then the verified files, byte for byte, written to the folder
     ``out`` (atomically, see :func:`~geolip.producers.pretrained.write_pretrained`)."""
-    fetched = fetch_pretrained(
-        target, load, cache_dir=cache_dir, local_files_only=local_files_only
-    )
+    fetched = fetch_pretrained(target, load, cache_dir=cache_dir, local_files_only=local_files_only)
     folder = fetched.snapshot.folder
     names = [n for n in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE) if (folder / n).is_file()]
     write_pretrained(out, {name: (folder / name).read_bytes() for name in names})

@@ -18,6 +18,7 @@ from geolip.producers.contract import (
     Trainable,
 )
 from geolip.producers.controls import extraction_controls
+from geolip.producers.cv_battery import CVBattery, CVBatteryConfig
 from geolip.producers.extract import extract_codebook
 from geolip.producers.extract_kmeans import extract_kmeans_codebook
 from geolip.producers.glfm import GLFM, GLFMConfig
@@ -33,6 +34,7 @@ from geolip.producers.presets import (
 )
 from geolip.producers.quickstart import QuickstartResult, run_quickstart
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
+from geolip.producers.svae_transformer import SVAETransformer, SVAETransformerConfig
 from geolip.producers.train import TrainConfig, Trainer
 from geolip.producers.upstream import load_upstream
 
@@ -41,6 +43,8 @@ __all__ = [
     "PRESETS",
     "BatteryArray",
     "BatteryArrayConfig",
+    "CVBattery",
+    "CVBatteryConfig",
     "GLFMConfig",
     "Geometry",
     "Preset",
@@ -48,6 +52,8 @@ __all__ = [
     "ProducerModule",
     "QuickstartResult",
     "Reconstructor",
+    "SVAETransformer",
+    "SVAETransformerConfig",
     "SphereSolver",
     "SphereSolverConfig",
     "TargetRegressor",

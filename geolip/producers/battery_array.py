@@ -189,6 +189,7 @@ class BatteryArray(ProducerModule):
         array = cls(parse_config(BatteryArrayConfig, doc, folder))
         return load_weights(array, state, folder, keep_dtype=True)
 
+
 def _position(key: int | str, names: Sequence[str], kind: str) -> int:
     """Index of ``key`` (a name, or an index that may be negative) among ``names``."""
     if isinstance(key, str):

@@ -13,12 +13,21 @@ import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import torch
+from pydantic import BaseModel
 
 from geolip.codebook import ProducerInfo
-from geolip.producers.pretrained import PretrainedModule
+from geolip.errors import CheckpointError
+from geolip.producers.pretrained import (
+    CONFIG_FILE,
+    PretrainedModule,
+    load_weights,
+    parse_config,
+    read_pretrained,
+)
 
 TokenKind = Literal["image_patches", "tokens"]
 P = TypeVar("P", bound="ProducerModule")
@@ -31,10 +40,12 @@ class Geometry:
     Attributes:
         D: ambient dimension; every row lies on S^(D−1).
         rows_per_token: V, rows emitted for each token (patch).
-        channels: image channels the producer takes (``tokens`` producers: 0).
+        channels: image channels the producer takes (``tokens`` producers: 1, see below).
         patch_size: patch side in pixels for ``image_patches`` producers, else ``None``.
         token_kind: ``"image_patches"`` (images (B, C, H, W) → raster patches) or ``"tokens"``
-            (sequences (B, T, F) → one token each).
+            (sequences (B, T, F) → one token each; they also travel as one-channel "images"
+            (B, 1, T, F), which is how datasets, calibration and extraction carry them).
+        token_dim: F, the width of a token of a ``tokens`` producer, else ``None``.
     """
 
     D: int
@@ -42,12 +53,15 @@ class Geometry:
     channels: int
     patch_size: int | None
     token_kind: TokenKind = "image_patches"
+    token_dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.D < 2 or self.rows_per_token < 1:
             raise ValueError(f"need D ≥ 2 and rows_per_token ≥ 1, got {self}")
         if (self.token_kind == "image_patches") != (self.patch_size is not None):
             raise ValueError("patch_size is set exactly for image_patches producers")
+        if (self.token_kind == "tokens") != (self.token_dim is not None):
+            raise ValueError("token_dim is set exactly for tokens producers")
 
 
 @runtime_checkable
@@ -89,22 +103,50 @@ class Reconstructor(Protocol):
 def require_reconstructor(producer: object, purpose: str) -> Reconstructor:
     """``producer`` as a :class:`Reconstructor`, or a TypeError naming ``purpose``."""
     if not isinstance(producer, Reconstructor):
-        raise TypeError(f"{purpose} needs a producer with a decode path; "
-                        f"{type(producer).__name__} has none")
+        raise TypeError(
+            f"{purpose} needs a producer with a decode path; {type(producer).__name__} has none"
+        )
     return producer
 
 
 @runtime_checkable
 class Trainable(Protocol):
     """What :class:`geolip.producers.train.Trainer` needs of a model: ``forward(x)`` → a dict
-    with ``recon`` (x's shape), ``S`` and ``S_orig`` (…, D) spectra; the cross-attention α
-    vectors it logs; the ``config.json`` document its checkpoints carry."""
+    with ``recon`` (x's shape), ``S`` and ``S_orig`` (…, D) spectra and ``M`` (…, V, D) rows
+    (a plain control without them is validated on its MSE alone), optionally ``aux_loss``, a
+    differentiable scalar added to MSE(recon, x) in training; the cross-attention α vectors it
+    logs; the ``config.json`` document its checkpoints carry."""
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def attention_alphas(self) -> list[torch.Tensor]: ...
 
     def pretrained_config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class GroupedParameters(Protocol):
+    """A model whose parts train at different rates: ``parameter_groups(lr)`` → Adam parameter
+    groups (``params``, ``lr``, and any label), covering every trainable parameter once; the
+    Trainer's schedule scales each group's lr from there."""
+
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Monitored(Protocol):
+    """A model with statistics of its own, logged each epoch: ``monitors(x)`` → JSON-safe
+    metrics on the validation inputs x (B, C, H, W), computed without gradient."""
+
+    def monitors(self, x: torch.Tensor) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Phased(Protocol):
+    """A model whose loss changes with the training phase: ``start_epoch(epoch)`` is called by
+    the Trainer before each epoch's first step (also after a resume), epochs counted from 0."""
+
+    def start_epoch(self, epoch: int) -> None: ...
 
 
 @runtime_checkable
@@ -140,6 +182,31 @@ class ProducerModule(PretrainedModule):
 
     config: Any
     preset: str | None = None
+    config_class: type[BaseModel] | None = None
+    """A family that sets this (and takes ``(config, preset=...)``) inherits the folder format
+    ``{"model_class", "model": config, "preset"}``: :meth:`pretrained_config` and
+    :meth:`from_folder` below."""
+
+    def pretrained_config(self) -> dict[str, Any]:
+        """``config.json`` of a saved folder or checkpoint: class, config, preset."""
+        return {
+            "model_class": type(self).__name__,
+            "model": self.config.model_dump(mode="json"),
+            "preset": self.preset,
+        }
+
+    @classmethod
+    def from_folder(cls: type[P], folder: str | Path) -> P:
+        """A ``save_pretrained`` folder or a training checkpoint of this class, in eval mode;
+        a foreign or damaged folder is refused with a CheckpointError naming the file."""
+        if cls.config_class is None:
+            raise TypeError(f"{cls.__name__} sets no config_class: it reads folders its own way")
+        doc, state = read_pretrained(folder, cls.__name__)
+        if not isinstance(doc.get("model"), dict):
+            raise CheckpointError("no 'model' config object", Path(folder) / CONFIG_FILE)
+        config = parse_config(cls.config_class, doc["model"], folder)
+        model = cls(config, preset=doc.get("preset"))  # type: ignore[call-arg]
+        return load_weights(model, state, folder)
 
     @property
     def device(self) -> torch.device:

@@ -69,9 +69,7 @@ def extract_codebook(
         (and the controls), and per-axis stats ``usage``, ``pair_flag`` and ``stability``.
     """
     c_in, device = producer.geometry.channels, producer.device
-    images, label = calibration_images(
-        calibration, c_in, n=n, size=size, seed=seed, device=device
-    )
+    images, label = calibration_images(calibration, c_in, n=n, size=size, seed=seed, device=device)
     with producer.frozen():
         m, c = rows_to_axes(producer, images, aggregation, threshold, batch_size, progress)
     extraction = ExtractionInfo(

@@ -32,7 +32,6 @@ Larger images are cut into tiles, raster order; the tile is reflect-padded up to
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
@@ -40,11 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from torch import nn
 from torch.nn.functional import gelu, mse_loss
 
-from geolip.errors import CheckpointError
 from geolip.producers.anchor_constellation import AnchorConstellation
 from geolip.producers.contract import Geometry, ProducerModule
 from geolip.producers.patches import pad_to_multiple
-from geolip.producers.pretrained import CONFIG_FILE, load_weights, parse_config, read_pretrained
 from geolip.solvers.anchor_drift import drift_summary
 from geolip.solvers.linalg import sphere_normalize
 
@@ -120,6 +117,8 @@ class GLFMConfig(BaseModel):
 class GLFM(ProducerModule):
     """Velocity network v(x_t, t, class) with a constellation bottleneck; see the module doc."""
 
+    config_class = GLFMConfig
+
     def __init__(self, config: GLFMConfig, preset: str | None = None) -> None:
         super().__init__()
         self.config, self.preset = config, preset
@@ -172,22 +171,6 @@ class GLFM(ProducerModule):
         )
 
     # ------------------------------------------------------------------------- identity
-    def pretrained_config(self) -> dict[str, Any]:
-        return {
-            "model_class": type(self).__name__,
-            "model": self.config.model_dump(mode="json"),
-            "preset": self.preset,
-        }
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> GLFM:
-        """A ``save_pretrained`` folder or a training checkpoint, in eval mode."""
-        doc, state = read_pretrained(folder, cls.__name__)
-        if not isinstance(doc.get("model"), dict):
-            raise CheckpointError("no 'model' config object", Path(folder) / CONFIG_FILE)
-        config = parse_config(GLFMConfig, doc["model"], folder)
-        return load_weights(cls(config, preset=doc.get("preset")), state, folder)
-
     @property
     def geometry(self) -> Geometry:
         c = self.config

@@ -15,9 +15,11 @@ from pathlib import Path
 from geolip.errors import CheckpointError, CheckpointNotFoundError, IncompatibleInputError
 from geolip.producers.battery_array import BatteryArray
 from geolip.producers.contract import Producer
+from geolip.producers.cv_battery import CVBattery
 from geolip.producers.glfm import GLFM
 from geolip.producers.pretrained import CONFIG_FILE, PretrainedModule
 from geolip.producers.sphere_solver import SphereSolver
+from geolip.producers.svae_transformer import SVAETransformer
 from geolip.producers.upstream import load_upstream
 
 PRETRAINED_PREFIX = "pretrained:"
@@ -123,5 +125,5 @@ def _shipped(name: str) -> Path:
     return folder
 
 
-for _cls in (SphereSolver, BatteryArray, GLFM):
+for _cls in (SphereSolver, BatteryArray, GLFM, SVAETransformer, CVBattery):
     register_model_class(_cls)

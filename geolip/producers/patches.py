@@ -9,6 +9,7 @@ tile-major ordering bug (spec §A.14, H.14).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -95,6 +96,20 @@ def crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if x.shape[-2] < H or x.shape[-1] < W:
         raise ValueError(f"cannot crop {tuple(x.shape[-2:])} to the larger size {(H, W)}")
     return x[..., :H, :W]
+
+
+def cut_padded(
+    x: torch.Tensor, ps: int
+) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """Pad (B, C, H, W) images up to multiples of ``ps`` (:func:`pad_to_multiple`) and cut them.
+
+    Returns:
+        (patches (B, N, C·ps²) in raster order, ``rebuild``): ``rebuild`` maps patches of that
+        shape back to images (B, C, H, W), stitched and cropped to the input size.
+    """
+    padded, size = pad_to_multiple(x, ps)
+    C, H, W = padded.shape[1:]
+    return extract_patches(padded, ps), lambda p: crop(stitch_patches(p, C, H, W, ps), size)
 
 
 def tile_grid(gh: int, gw: int, tile_patches: int) -> list[Tile]:

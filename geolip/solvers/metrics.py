@@ -118,6 +118,40 @@ def pentachoron_cv(
     return (vol.std() / vol.mean()).item()
 
 
+def pentachoron_cv_batch(
+    rows: torch.Tensor,
+    n_samples: int = 32,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """Differentiable pentachoron CV of every (V, D) matrix of a batch (a training loss term).
+
+    The same ``n_samples`` random 5-row subsets (5 distinct rows each) are taken of every
+    matrix; CV = std(vol) / (mean(vol) + 1e-8) over them (unbiased std), vol = sqrt(max(vol², 0)
+    + eps) so that degenerate draws keep a finite gradient. Unlike :func:`pentachoron_cv`,
+    no draw is dropped: the loss sees every simplex, flat ones included.
+
+    Args:
+        rows: (..., V, D) with V ≥ 5 and D ≥ 4, any float dtype.
+        n_samples: 5-point draws per matrix (≥ 2).
+        generator: source of the draws; ``None`` uses torch's global generator.
+
+    Returns:
+        (...) CVs in ``rows``' dtype, differentiable with respect to ``rows``; the volumes are
+        computed in float64. Invariant to rotating or scaling a matrix's rows together.
+    """
+    if rows.ndim < 2 or rows.shape[-2] < 5 or rows.shape[-1] < 4:
+        raise ValueError(f"need (..., V ≥ 5, D ≥ 4) rows, got shape {tuple(rows.shape)}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+    device = rows.device if generator is None else generator.device
+    noise = torch.rand(n_samples, rows.shape[-2], generator=generator, device=device)
+    idx = noise.argsort(dim=-1)[:, :5].to(rows.device)  # (S, 5) distinct rows per draw
+    vol_sq = _cm_volume_sq(_squared_distances(rows[..., idx, :]))  # (..., S)
+    vol = (vol_sq.clamp(min=0) + eps).sqrt()
+    return (vol.std(dim=-1) / (vol.mean(dim=-1) + 1e-8)).to(rows.dtype)
+
+
 def effective_rank(singular_values: torch.Tensor) -> torch.Tensor:
     """Effective rank exp(−Σ p log p) with p = σ / Σσ clamped ≥ 1e-8 (spec §C.2, H.31).
 

@@ -158,6 +158,27 @@ def monte_carlo_rp_baseline(dim: int, n_points: int = 4096, seed: int = 0) -> fl
     return mean_projective_angle(rows, exact_limit=n_points * n_points)[0]
 
 
+def rigidity_deviation(rows: torch.Tensor) -> torch.Tensor:
+    """Per matrix: mean projective angle acos|cos| over the V(V−1)/2 row pairs minus the exact
+    uniform baseline of its D (the sphere-solver "frame deviation", one value per matrix).
+
+    Args:
+        rows: (..., V, D) with V ≥ 2, any non-zero rows (normalised here).
+
+    Returns:
+        (...) float64 radians: 0 on average for i.i.d. uniform rows, negative for rows that
+        cluster, positive for rows spread more evenly than chance. Invariant to row signs and
+        to any rotation of a matrix's rows.
+    """
+    if rows.ndim < 2 or rows.shape[-2] < 2:
+        raise ValueError(f"need (..., V ≥ 2, D) rows, got shape {tuple(rows.shape)}")
+    x = torch.nn.functional.normalize(rows.double(), dim=-1)
+    v = x.shape[-2]
+    angles = torch.arccos((x @ x.transpose(-1, -2)).abs().clamp(max=1.0))  # (..., V, V)
+    upper = torch.triu(torch.ones(v, v, dtype=torch.bool, device=x.device), diagonal=1)
+    return angles[..., upper].mean(dim=-1) - uniform_rp_baseline(x.shape[-1])
+
+
 def deviation(axes: torch.Tensor) -> float:
     """Mean projective angle of (K, D) axes minus the exact uniform baseline for D (radians)."""
     return mean_projective_angle(axes)[0] - uniform_rp_baseline(axes.shape[-1])

@@ -11,6 +11,7 @@ from strategies import gen, seeds
 from geolip.producers.patches import (
     assemble_tiles,
     crop,
+    cut_padded,
     extract_patches,
     pad_to_multiple,
     split_tiles,
@@ -129,3 +130,12 @@ def test_assemble_tiles_refuses_a_bad_tiling() -> None:
         assemble_tiles([rows[:, :3], rows[:, :1]], [(0, 1, 0, 2), (1, 2, 0, 2)], 2, 2)
     with pytest.raises(ValueError, match="tile_patches"):
         tile_grid(2, 2, 0)
+
+
+@given(h=st.integers(1, 9), w=st.integers(1, 9), ps=st.integers(1, 4))
+def test_cut_padded_rebuilds_the_images_it_cut(h: int, w: int, ps: int) -> None:
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * 10 + w))
+    patches, rebuild = cut_padded(x, ps)
+    n = -(-h // ps) * -(-w // ps)
+    assert patches.shape == (2, n, 3 * ps * ps)
+    assert torch.equal(rebuild(patches), x)
