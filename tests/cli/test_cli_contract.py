@@ -64,6 +64,7 @@ def _usage_cases(out: str) -> list[tuple[list[str], str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", range(13))
 def test_usage_errors_exit_2_with_one_line_naming_the_option(
     case: int, tmp_path: Path, capsys, monkeypatch
@@ -112,6 +113,7 @@ def test_every_command_is_reached() -> None:
     assert {"train sphere-solver", "codebook extract", "ood eval", "data list"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=" ".join)
 def test_help_shows_flags_as_flags_and_every_default(path: list[str], capsys, monkeypatch):
     command = dict((tuple(p), c) for p, c in COMMANDS)[tuple(path)]

@@ -7,6 +7,7 @@ from cli_runner import run_json
 from geolip.downstream.result_files import load_result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "option"),
     [

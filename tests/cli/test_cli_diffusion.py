@@ -49,6 +49,7 @@ def test_train_refuses_to_clobber_and_resumes(
     assert code == 2 and doc["error"]["option"] == "--schedule"
 
 
+@pytest.mark.slow
 def test_sample_writes_a_grid_and_tokens(model_dir: Path, tmp_path: Path, capsys,
                                          monkeypatch) -> None:
     png, tokens = tmp_path / "s.png", tmp_path / "s.safetensors"

@@ -141,6 +141,7 @@ def test_quickstart_force_replaces_what_it_wrote(tmp_path: Path, monkeypatch) ->
     assert seen == {"clean": True} and (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_codebook_writers_refuse_an_existing_output_unless_force(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:

@@ -27,6 +27,7 @@ def tokenizer_dir(tmp_path: Path, capsys, monkeypatch) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_build_encode_decode(tokenizer_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     tokens = tmp_path / "t.safetensors"
     encode = ["tokenize", "encode", str(tokenizer_dir), "--dataset", "shapes:n=3,size=16"]

@@ -55,6 +55,7 @@ def test_train_glfm_writes_checkpoints_and_logs_the_drift(tmp_path: Path, capsys
     assert saved["model_class"] == "GLFM" and saved["train"]["dataset"] == "shapes:n=24,size=8"
 
 
+@pytest.mark.slow
 def test_codebook_extract_reads_the_trained_anchors(tmp_path: Path, capsys, monkeypatch):
     """``codebook extract --method anchors`` on a GLFM run: the anchors, collapsed, beside the
     rows null, with drift per axis; a producer without anchors is a usage error naming

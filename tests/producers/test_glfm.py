@@ -181,6 +181,7 @@ def run(out: Path, resume: bool = False, **overrides: object) -> Trainer:
     return trainer
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeypatch) -> None:
     full = run(tmp_path / "full", save_every=3)
     last = full.history[-1]

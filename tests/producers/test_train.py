@@ -126,6 +126,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
     assert resumed.history == full.history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", [8, 0])  # mid-run, and before any checkpoint existed
 def test_ctrl_c_saves_the_interrupted_step_and_resumes_to_the_same_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int

@@ -122,6 +122,7 @@ def test_bare_state_dict_without_attention_needs_d(tmp_path: Path) -> None:
     assert_same_model(load_upstream(path, D=2), model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -44,6 +44,7 @@ def test_v32_d4_reproduces_spec_b4() -> None:
     assert null.clean_fraction == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dim", "pairs", "axes"), [(3, 8.97, 23.0), (5, 2.91, 29.1)])
 def test_pair_counts_fall_with_dimension_as_in_spec_b4(dim: int, pairs: float, axes: float) -> None:
     null = null_codebook_stats(32, dim)
