@@ -39,6 +39,12 @@ RESUME = typer.Option(
     False, "--resume", help="Continue from OUT/latest exactly (a larger --epochs extends the run)."
 )
 START_OVER = typer.Option(False, "--force", help="Start over in an OUT that already holds a run.")
+NOISES = typer.Option(
+    None,
+    "--noises",
+    help="Comma-separated training noise names (geolip data list: noise).",
+    show_default=PRESET_DEFAULT,
+)
 
 
 class PresetRecipesHelp(TyperCommand):
@@ -152,12 +158,7 @@ def train_sphere_solver(
     ),
     save_every: int | None = SAVE_EVERY,
     seed: int | None = SEED,
-    noises: str | None = typer.Option(
-        None,
-        "--noises",
-        help="Comma-separated training noise names (geolip data list: noise).",
-        show_default=PRESET_DEFAULT,
-    ),
+    noises: str | None = NOISES,
     model_json: str = typer.Option(
         "{}", "--model", help="JSON overrides of the model config, e.g. '{\"depth\": 2}'."
     ),
@@ -182,11 +183,15 @@ def train_sphere_solver(
         warmup_steps=warmup_steps,
         save_every=save_every,
     )
-    if noises:
-        overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    overrides.update(_noises(noises))
     _train(
         "sphere-solver", preset, out, overrides, model_json, seed, device, resume, force, json_out
     )
+
+
+def _noises(noises: str | None) -> dict[str, tuple[str, ...]]:
+    """The ``noises`` override of a ``--noises a,b`` option; none when it is not given."""
+    return {"noises": tuple(n.strip() for n in noises.split(","))} if noises else {}
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -461,12 +466,7 @@ def train_cv_battery(
     lr: float | None = LR,
     save_every: int | None = SAVE_EVERY,
     seed: int | None = SEED,
-    noises: str | None = typer.Option(
-        None,
-        "--noises",
-        help="Comma-separated training noise names (geolip data list: noise).",
-        show_default=PRESET_DEFAULT,
-    ),
+    noises: str | None = NOISES,
     dataset: str | None = DATASET,
     model_json: str = typer.Option(
         "{}", "--model", help="JSON overrides of the model config, e.g. '{\"n_blocks\": 8}'."
@@ -493,8 +493,7 @@ def train_cv_battery(
         save_every=save_every,
         dataset=dataset,
     )
-    if noises:
-        overrides["noises"] = tuple(n.strip() for n in noises.split(","))
+    overrides.update(_noises(noises))
     _train(
         "cv-battery",
         preset,
