@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.functional import gelu
 
 from geolip.producers.contract import Geometry, ProducerModule
-from geolip.producers.patches import cut_padded
+from geolip.producers.patches import check_images, cut_padded
 from geolip.producers.sphere_solver import _residual, _residual_blocks
 from geolip.solvers.linalg import sphere_normalize
 from geolip.solvers.metrics import cv_uniform, pentachoron_cv_batch
@@ -214,14 +214,8 @@ class CVBattery(ProducerModule):
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Check and cut x → (patches (B, N, C·ps²), patches ↦ images of x's size)."""
         c = self.config
-        if x.ndim != 4 or x.shape[1] != c.channels:
-            raise ValueError(f"expected images (B, {c.channels}, H, W), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"expected floating-point images, got dtype {x.dtype}")
-        ps = c.patch_size
-        if min(x.shape[-2:]) < ps:
-            raise ValueError(f"image {x.shape[-2]}×{x.shape[-1]} is smaller than a {ps}×{ps} patch")
-        return cut_padded(x, ps)
+        check_images(x, c.channels, c.patch_size)
+        return cut_padded(x, c.patch_size)
 
     # -------------------------------------------------------------------------- monitors
     @torch.no_grad()

@@ -41,7 +41,7 @@ from torch.nn.functional import gelu, mse_loss
 
 from geolip.producers.anchor_constellation import AnchorConstellation
 from geolip.producers.contract import Geometry, ProducerModule
-from geolip.producers.patches import pad_to_multiple
+from geolip.producers.patches import check_images, pad_to_multiple
 from geolip.solvers.anchor_drift import drift_summary
 from geolip.solvers.linalg import sphere_normalize
 
@@ -297,19 +297,12 @@ class GLFM(ProducerModule):
 
     def _check_images(self, x: torch.Tensor, square: bool) -> None:
         c = self.config
-        if x.ndim != 4:
-            raise ValueError(f"expected images of shape (B, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != c.channels:
-            raise ValueError(
-                f"expected {c.channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})"
-            )
+        check_images(x, c.channels)
         if square and tuple(x.shape[-2:]) != (c.image_size, c.image_size):
             raise ValueError(
                 f"expected {c.image_size}×{c.image_size} images, got "
                 f"{x.shape[-2]}×{x.shape[-1]} (the flow runs at its training size)"
             )
-        if not x.is_floating_point():
-            raise ValueError(f"expected floating-point images, got dtype {x.dtype}")
 
 
 def _sinusoidal(t: torch.Tensor, dim: int) -> torch.Tensor:

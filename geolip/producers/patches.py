@@ -193,3 +193,28 @@ def _check_finite(x: torch.Tensor, what: str) -> None:
         return
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contain NaN or ±inf")
+
+
+def check_images(x: torch.Tensor, channels: int, patch_size: int = 1) -> None:
+    """Refuse what a producer cannot take as images, naming the problem: not (B, C, H, W), the
+    wrong channel count, a side below one ``patch_size`` patch, a non-float dtype."""
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"expected {channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+    if min(x.shape[-2:]) < patch_size:
+        raise ValueError(
+            f"image {x.shape[-2]}×{x.shape[-1]} is smaller than one {patch_size}×{patch_size} patch"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"expected floating-point images, got dtype {x.dtype}")
+
+
+def check_rows(m: torch.Tensor, grid: tuple[int, int], rows: int, dim: int) -> None:
+    """Refuse rows that are not (B, gh·gw, V, D) for a gh × gw grid of V rows in R^D."""
+    gh, gw = grid
+    if m.ndim != 4 or tuple(m.shape[1:]) != (gh * gw, rows, dim):
+        raise ValueError(
+            f"expected rows (B, {gh * gw}, {rows}, {dim}) for a {gh}×{gw} grid, "
+            f"got shape {tuple(m.shape)}"
+        )

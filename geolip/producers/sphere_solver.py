@@ -29,6 +29,8 @@ from geolip.errors import CheckpointError
 from geolip.producers.contract import Geometry, ProducerModule
 from geolip.producers.patches import (
     assemble_tiles,
+    check_images,
+    check_rows,
     crop,
     extract_patches,
     pad_to_multiple,
@@ -235,11 +237,7 @@ class SphereSolver(ProducerModule):
         """
         c = self.config
         gh, gw = grid
-        if m.ndim != 4 or tuple(m.shape[1:]) != (gh * gw, c.V, c.D):
-            raise ValueError(
-                f"expected rows (B, {gh * gw}, {c.V}, {c.D}) for a {gh}×{gw} grid, "
-                f"got shape {tuple(m.shape)}"
-            )
+        check_rows(m, grid, c.V, c.D)
         patches = self._solve_rows(sphere_normalize(m))["patches"]
         ps = c.patch_size
         return self.boundary_smooth(stitch_patches(patches, c.channels, gh * ps, gw * ps, ps))
@@ -304,7 +302,7 @@ class SphereSolver(ProducerModule):
 
     def _patchify(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """Check, pad and cut: → (patches (B, P, C·ps²), grid (gh, gw), input size (H, W))."""
-        self._check_images(x)
+        check_images(x, self.config.channels, self.config.patch_size)
         ps = self.config.patch_size
         padded, size = pad_to_multiple(x, ps)
         grid = (padded.shape[-2] // ps, padded.shape[-1] // ps)
@@ -353,22 +351,6 @@ class SphereSolver(ProducerModule):
         """M̂ (B, n, V, D) → patches (B, n, C·ps²)."""
         h = gelu(self.dec_in(M_hat.flatten(-2)))  # (B, n, hidden)
         return self.dec_out(_residual(h, self.dec_blocks))
-
-    def _check_images(self, x: torch.Tensor) -> None:
-        c = self.config
-        if x.ndim != 4:
-            raise ValueError(f"expected images of shape (B, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != c.channels:
-            raise ValueError(
-                f"expected {c.channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})"
-            )
-        if min(x.shape[-2:]) < c.patch_size:
-            raise ValueError(
-                f"image {x.shape[-2]}×{x.shape[-1]} is smaller than one "
-                f"{c.patch_size}×{c.patch_size} patch"
-            )
-        if not x.is_floating_point():
-            raise ValueError(f"expected floating-point images, got dtype {x.dtype}")
 
 
 def _residual_blocks(hidden: int, depth: int) -> nn.ModuleList:

@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.functional import cosine_similarity, gelu, mse_loss
 
 from geolip.producers.contract import Geometry, ProducerModule
-from geolip.producers.patches import cut_padded, stitch_patches
+from geolip.producers.patches import check_images, check_rows, cut_padded, stitch_patches
 from geolip.producers.sphere_solver import (
     SpectralCrossAttention,
     SphereSolver,
@@ -264,11 +264,7 @@ class SVAETransformer(ProducerModule):
         → the shell's images (B, C, gh·ps, gw·ps), or token sequences (B, 1, P, F)."""
         c = self.config
         gh, gw = grid
-        if m.ndim != 4 or tuple(m.shape[1:]) != (gh * gw, c.V, c.D):
-            raise ValueError(
-                f"expected rows (B, {gh * gw}, {c.V}, {c.D}) for a {gh}×{gw} grid, "
-                f"got shape {tuple(m.shape)}"
-            )
+        check_rows(m, grid, c.V, c.D)
         tokens = self._shell(sphere_normalize(m))["tokens"]
         if c.inputs == "tokens":
             return tokens.unsqueeze(1)
@@ -290,14 +286,8 @@ class SVAETransformer(ProducerModule):
                     f"{c.token_dim}), got shape {tuple(x.shape)}"
                 )
             return seq, (lambda t: t.unsqueeze(1)) if squeeze else (lambda t: t)
-        if x.ndim != 4 or x.shape[1] != c.channels:
-            raise ValueError(f"expected images (B, {c.channels}, H, W), got shape {tuple(x.shape)}")
-        ps = c.patch_size
-        if min(x.shape[-2:]) < ps:
-            raise ValueError(
-                f"image {x.shape[-2]}×{x.shape[-1]} is smaller than one {ps}×{ps} patch"
-            )
-        return cut_padded(x, ps)
+        check_images(x, c.channels, c.patch_size)
+        return cut_padded(x, c.patch_size)
 
     # -------------------------------------------------------------------------- monitors
     @torch.no_grad()

@@ -165,7 +165,7 @@ def test_bad_configs_are_refused_naming_the_field(fields: dict[str, object], say
 
 
 def test_bad_inputs_are_refused_naming_what_is_wrong() -> None:
-    with pytest.raises(ValueError, match=r"expected images \(B, 3, H, W\)"):
+    with pytest.raises(ValueError, match="expected 3 channels, got 1"):
         tiny()(torch.randn(2, 1, 8, 8))
     with pytest.raises(ValueError, match="smaller than one 2×2 patch"):
         tiny()(torch.randn(2, 3, 1, 8))
