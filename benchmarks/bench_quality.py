@@ -154,7 +154,7 @@ def run(recipe: dict[str, Any], seed: int, eval_every: int, images: list[torch.T
     }
 
 
-def _cell(runs: list[dict], level: float, key: str, field: str) -> str:
+def level_cell(runs: list[dict], level: float, key: str, field: str) -> str:
     """Median (min–max) of a level's seconds or steps over seeds; "not reached (k/n)"."""
     got = [r["levels"][str(level)][key] for r in runs]
     values = [g[field] for g in got if g is not None]
@@ -202,9 +202,9 @@ def main() -> None:
         rows.append(
             [
                 label,
-                _cell(runs, LEVELS[0], "stay", "seconds"),
-                _cell(runs, LEVELS[0], "stay", "step"),
-                _cell(runs, LEVELS[1], "stay", "seconds"),
+                level_cell(runs, LEVELS[0], "stay", "seconds"),
+                level_cell(runs, LEVELS[0], "stay", "step"),
+                level_cell(runs, LEVELS[1], "stay", "seconds"),
                 f"{statistics.median(finals):.4f}",
                 f"{statistics.median(r['eval_seconds'] for r in runs):.1f}",
             ]

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.functional import cosine_similarity, gelu
 
+from geolip.codebook import Codebook
 from geolip.producers.extract import extract_codebook
 from geolip.producers.presets import build, train_config
 from geolip.producers.sphere_solver import _residual, _residual_blocks
@@ -122,10 +123,17 @@ def train(model: nn.Module, preset: str, recipe: dict[str, Any], seed: int) -> T
 
 def codebook_report(model: Any, calibration: str, **kw: Any) -> dict[str, Any]:
     """The extracted codebook's quality beside its i.i.d. rows null and the controls."""
-    cb = extract_codebook(model, calibration, seed=0, **kw)
-    q = cb.meta.quality
     return {
         "calibration": calibration,
+        **codebook_summary(extract_codebook(model, calibration, seed=0, **kw)),
+    }
+
+
+def codebook_summary(cb: Codebook) -> dict[str, Any]:
+    """Size, pairs, deviation beside the i.i.d. rows null, and every control's report of an
+    extracted codebook (``extract_codebook`` or ``anchor_codebook``)."""
+    q = cb.meta.quality
+    return {
         "n_axes": cb.size,
         "n_pairs": cb.meta.extraction.n_pairs,
         "deviation": q.deviation,

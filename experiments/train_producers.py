@@ -42,9 +42,7 @@ def _measure_rate(model: SphereSolver, preset: str, device: str, **overrides) ->
 def _train(name: str, preset: str, out: Path, device: str, model_overrides: dict, **recipe) -> dict:
     torch.manual_seed(0)
     model = build(preset, **model_overrides)
-    rate = _measure_rate(
-        build(preset, **model_overrides), preset, device, **recipe
-    )
+    rate = _measure_rate(build(preset, **model_overrides), preset, device, **recipe)
     config = train_config(preset, **recipe)
     run_dir = Path("/tmp/runs") / name
     start = time.perf_counter()
@@ -93,9 +91,7 @@ def main() -> None:
         steps_per_epoch=args.steps_h2 // 3,
         noises=("gaussian",),
     )
-    probe = _measure_rate(
-        build("freckles"), "freckles", device, epochs=1, steps_per_epoch=1
-    )
+    probe = _measure_rate(build("freckles"), "freckles", device, epochs=1, steps_per_epoch=1)
     steps = int(args.minutes_freckles * 60 * probe / 256)
     epochs = 8
     for name, overrides in (("freckles", {}), ("freckles-bypass", {"readout": "bypass"})):

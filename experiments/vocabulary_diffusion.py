@@ -82,8 +82,9 @@ def accuracy(clf: LogisticRegression, images: torch.Tensor, labels: torch.Tensor
     return float((clf.predict(pooled(images)) == labels.numpy()).mean())
 
 
-def samples(model: DiffusionModel, labels: list[int], size: int, seed: int,
-            guidance: float) -> torch.Tensor:
+def samples(
+    model: DiffusionModel, labels: list[int], size: int, seed: int, guidance: float
+) -> torch.Tensor:
     options = SamplingOptions(steps=12, schedule=model.schedule, guidance=guidance)
     ids = model.sample(len(labels), (size, size), labels, seed=seed, options=options)
     return torch.stack(model.tokenizer.batch_decode(ids))
@@ -108,36 +109,50 @@ def main() -> None:
     tok_dir = out / "tokenizer"
     if not tok_dir.is_dir():
         spec = f"digits:size={SIZE},n={N_TRAIN}"  # the same first 1,500 (seeded order)
-        cb = extract_kmeans_codebook(producer, spec, K, seed=0, null_trials=2,
-                                     quality_null_trials=50)
+        cb = extract_kmeans_codebook(
+            producer, spec, K, seed=0, null_trials=2, quality_null_trials=50
+        )
         GeolipImageTokenizer(producer, cb, 1).save_pretrained(tok_dir)
     tok = GeolipImageTokenizer.from_pretrained(tok_dir)
     timings["codebook_s"] = time.time() - t
 
     t = time.time()
     config = DiffusionTrainConfig(
-        steps=args.steps, batch_size=32, lr=5e-4, warmup=50, dim=96, depth=3, heads=4,
-        schedule="cosine", seed=0, checkpoint_every=200,
+        steps=args.steps,
+        batch_size=32,
+        lr=5e-4,
+        warmup=50,
+        dim=96,
+        depth=3,
+        heads=4,
+        schedule="cosine",
+        seed=0,
+        checkpoint_every=200,
     )
     model_dir = out / "model"
     resume = model_dir.is_dir()
-    run = train_diffusion(tok, train, model_dir, config, resume=resume, progress=True,
-                          announce=print)
+    run = train_diffusion(
+        tok, train, model_dir, config, resume=resume, progress=True, announce=print
+    )
     model = load_diffusion(model_dir)
     timings["diffusion_s"] = time.time() - t
     losses = run.losses
 
     t = time.time()
-    clf = LogisticRegression(max_iter=2000, C=0.5).fit(pooled(train.images),
-                                                       train.labels.numpy())
+    clf = LogisticRegression(max_iter=2000, C=0.5).fit(pooled(train.images), train.labels.numpy())
     held_x, held_y = held.images, held.labels
     recon = torch.stack(tok.batch_decode(tok(held_x, return_tensors="pt")["input_ids"]))
     labels = [c for c in range(10) for _ in range(10)]  # 10 samples per class
     y = torch.tensor(labels)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        untrained = DiffusionModel(AxisDenoiser(model.denoiser.config).eval(), tok,
-                                   model.classes, model.train_size, model.schedule)
+        untrained = DiffusionModel(
+            AxisDenoiser(model.denoiser.config).eval(),
+            tok,
+            model.classes,
+            model.train_size,
+            model.schedule,
+        )
     result: dict = {
         "device": "CPU (2 cores)",
         "producer": PRODUCER.model_dump(),
@@ -177,12 +192,15 @@ def main() -> None:
     pick = torch.arange(0, 100, 10)  # one sample per class
     rows = [held_x[first], recon[first]]
     names = ["real held-out", "tokenized (top-1, K = 64)"]
+
     def title(key: str) -> str:
         name, size, guidance = key.split("_")
         who = "untrained denoiser (null)" if name == "untrained" else "samples"
         tokens = tok.tokens_per_image((int(size), int(size)))
-        return f"{who}, classes 0-9, {guidance.replace('guidance', 'guidance ')}, " \
-               f"{size}² ({tokens} tokens), seed 1"
+        return (
+            f"{who}, classes 0-9, {guidance.replace('guidance', 'guidance ')}, "
+            f"{size}² ({tokens} tokens), seed 1"
+        )
 
     for key in ("trained_64_guidance0", "trained_64_guidance2", "untrained_64_guidance0"):
         rows.append(grids[key][pick])
@@ -190,8 +208,10 @@ def main() -> None:
     args.figures.mkdir(parents=True, exist_ok=True)
     write_png(args.figures / "vocabulary_diffusion_64.png", image_grid_png(rows, names))
     long = ("trained_128_guidance0", "trained_128_guidance2", "untrained_128_guidance0")
-    write_png(args.figures / "vocabulary_diffusion_128.png",
-              image_grid_png([grids[k][pick] for k in long], [title(k) for k in long], scale=1))
+    write_png(
+        args.figures / "vocabulary_diffusion_128.png",
+        image_grid_png([grids[k][pick] for k in long], [title(k) for k in long], scale=1),
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ def per_image(x: torch.Tensor, edit: Edit, scale: float, size, tok, dm) -> torch
     out = []
     for i in range(x.shape[0]):
         e = Interpolate(edit.other[i : i + 1], edit.t) if isinstance(edit, Interpolate) else edit
-        out.append(process_at_scale(x[i : i + 1], e, scale, tokenizer=tok, diffusion=dm,
-                                    size=size))
+        out.append(process_at_scale(x[i : i + 1], e, scale, tokenizer=tok, diffusion=dm, size=size))
     return torch.cat(out)
 
 
@@ -92,8 +91,10 @@ def measure(tok, x, edits: dict[str, tuple[Edit, int]], dm=None) -> tuple[dict, 
         side = x.shape[-1] * factor
         if factor not in base:
             none = ZeroAxes(frozenset())
-            base[factor] = (small(per_image(x, none, 1, (side, side), tok, dm)),
-                            small(per_image(x, none, factor, None, tok, dm)))
+            base[factor] = (
+                small(per_image(x, none, 1, (side, side), tok, dm)),
+                small(per_image(x, none, factor, None, tok, dm)),
+            )
         a = per_image(x, edit, 1, (side, side), tok, dm)
         b = per_image(x, edit, factor, None, tok, dm)
         a64, b64 = small(a), small(b)
@@ -131,7 +132,9 @@ def edits_for(tok, x: torch.Tensor, seed: int = 0) -> dict[str, tuple[Edit, int]
         "none (tokenizer alone)": (ZeroAxes(frozenset()), 8),
         "zero the 8 most-used axes": (ZeroAxes(frozenset(order[:8])), 8),
         "substitute the 4 most-used axes by 4 rare ones": (
-            SubstituteAxes(dict(zip(order[:4], rare, strict=True))), 8),
+            SubstituteAxes(dict(zip(order[:4], rare, strict=True))),
+            8,
+        ),
         "interpolate t = 0.5 toward the next image": (Interpolate(x.roll(-1, dims=0), 0.5), 8),
     }
 
@@ -139,8 +142,9 @@ def edits_for(tok, x: torch.Tensor, seed: int = 0) -> dict[str, tuple[Edit, int]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("experiments/out/vocabulary_editing"))
-    parser.add_argument("--diffusion", type=Path,
-                        default=Path("experiments/out/vocabulary_diffusion/model"))
+    parser.add_argument(
+        "--diffusion", type=Path, default=Path("experiments/out/vocabulary_diffusion/model")
+    )
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     args = parser.parse_args()
     torch.set_num_threads(1)  # two shared cores: a second thread only waits
@@ -152,8 +156,9 @@ def main() -> None:
     h2 = load_producer("pretrained:h2-gaussian")
     tok_dir = args.out / "h2-tokenizer"
     if not tok_dir.is_dir():
-        cb = extract_kmeans_codebook(h2, "shapes:n=64,size=64,channels=3", 64, seed=0,
-                                     null_trials=2, quality_null_trials=50)
+        cb = extract_kmeans_codebook(
+            h2, "shapes:n=64,size=64,channels=3", 64, seed=0, null_trials=2, quality_null_trials=50
+        )
         GeolipImageTokenizer(h2, cb, 1).save_pretrained(tok_dir)
     tok = GeolipImageTokenizer.from_pretrained(tok_dir)
     shapes = open_dataset("shapes:n=8,size=64,seed=1,channels=3").images
@@ -161,8 +166,7 @@ def main() -> None:
     results["h2-gaussian on shapes"] = {**res, "seconds": time.time() - t}
     for name, (a, b) in pics.items():
         figure_rows += [a, b]
-        figure_names += [f"h2, {name}: edit at 64², decoded at 512²",
-                         f"h2, {name}: edit at 512²"]
+        figure_names += [f"h2, {name}: edit at 64², decoded at 512²", f"h2, {name}: edit at 512²"]
 
     t = time.time()
     dm = load_diffusion(args.diffusion)
@@ -174,8 +178,10 @@ def main() -> None:
     for name, (a, b) in pics.items():
         side = 256 if "inpaint" in name else 512
         figure_rows += [a, b]
-        figure_names += [f"digits, {name}: edit at 64², decoded at {side}²",
-                         f"digits, {name}: edit at {side}²"]
+        figure_names += [
+            f"digits, {name}: edit at 64², decoded at {side}²",
+            f"digits, {name}: edit at {side}²",
+        ]
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     args.figures.mkdir(parents=True, exist_ok=True)
     write_png(args.figures / "vocabulary_editing.png", image_grid_png(figure_rows, figure_names))

@@ -51,8 +51,11 @@ def main() -> None:
             (args.out / name).mkdir()
             for file in ("config.json", "model.safetensors"):
                 shutil.copy(Path(work) / name / "best" / file, args.out / name / file)
-            runs[name] = {"seconds": seconds, "best_mse": trainer.best_mse,
-                          "history": trainer.history}
+            runs[name] = {
+                "seconds": seconds,
+                "best_mse": trainer.best_mse,
+                "history": trainer.history,
+            }
             print(f"{name}: {seconds:.0f} s, best mse {trainer.best_mse:.3e}", flush=True)
     log["runs"] = runs
     (args.out / "log.json").write_text(json.dumps(log, indent=2) + "\n")

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sklearn.cluster import KMeans
-from torch.nn.functional import fold, unfold
 
 from geolip import Codebook
 from geolip.data import open_dataset
 from geolip.downstream.token_files import image_grid_png, usage_report, write_png
 from geolip.downstream.tokenizer import GeolipImageTokenizer
+from geolip.downstream.tokenizer_baselines import KMeansPatchVQ
 from geolip.producers.calibration import calibration_images
 from geolip.producers.extract import extract_codebook
 from geolip.producers.extract_kmeans import extract_kmeans_codebook
@@ -59,20 +58,35 @@ def kmeans_extraction(producers: dict[str, Any], k: int, null_trials: int) -> li
         for calibration in ("shapes:n=64,size=64", "gaussian"):
             start = time.perf_counter()
             cb = extract_kmeans_codebook(
-                producer, calibration, k, restarts=2, max_iter=50, null_trials=null_trials,
-                quality_null_trials=100, seed=SEED,
+                producer,
+                calibration,
+                k,
+                restarts=2,
+                max_iter=50,
+                null_trials=null_trials,
+                quality_null_trials=100,
+                seed=SEED,
             )
             report = cb.meta.extra["kmeans"]
             q = cb.meta.quality
-            out.append({
-                "producer": name, "calibration": calibration, "k": k,
-                "rows": report["rows"], "fitted_rows": report["fitted_rows"],
-                "objective": report["objective"], "perplexity": report["perplexity"],
-                "deviation": q.deviation, "deviation_percentile": q.null.percentile,
-                "seconds": time.perf_counter() - start,
-            })
-            log(f"kmeans {name} {calibration}: {report['objective']['observed']:.4f} "
-                f"(null {report['objective']['null_mean']:.4f})")
+            out.append(
+                {
+                    "producer": name,
+                    "calibration": calibration,
+                    "k": k,
+                    "rows": report["rows"],
+                    "fitted_rows": report["fitted_rows"],
+                    "objective": report["objective"],
+                    "perplexity": report["perplexity"],
+                    "deviation": q.deviation,
+                    "deviation_percentile": q.null.percentile,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            log(
+                f"kmeans {name} {calibration}: {report['objective']['observed']:.4f} "
+                f"(null {report['objective']['null_mean']:.4f})"
+            )
     return out
 
 
@@ -98,8 +112,9 @@ def _codebooks(producer: Any, calibration: str, k: int) -> dict[str, torch.Tenso
     mean = extract_codebook(producer, calibration, seed=SEED, null_trials=20, controls=False)
     images, _ = calibration_images(calibration, producer.geometry.channels, seed=SEED)
     with producer.frozen():
-        fit = project(images, producer.encode_rows, k, seed=SEED, restarts=2, max_iter=50,
-                      max_rows=65_536)
+        fit = project(
+            images, producer.encode_rows, k, seed=SEED, restarts=2, max_iter=50, max_rows=65_536
+        )
     return {"mean": mean.axes, "kmeans": fit.centroids}
 
 
@@ -114,25 +129,48 @@ def predictions(producers: dict[str, Any], k: int, trials: int) -> list[dict]:
         for a, b in same:
             for method in ("mean", "kmeans"):
                 d = _distance(books[name, a][method], books[name, b][method], trials)
-                rows.append({"prediction": "same producer, two calibrations (< 0.1)",
-                             "pair": f"{name}: {a} vs {b}", "method": method, **d})
+                rows.append(
+                    {
+                        "prediction": "same producer, two calibrations (< 0.1)",
+                        "pair": f"{name}: {a} vs {b}",
+                        "method": method,
+                        **d,
+                    }
+                )
     names = list(producers)
     h2s = [n for n in names if n.startswith("h2")]
     for i, first in enumerate(h2s):
         for second in h2s[i + 1 :]:
             for calibration in ("gaussian", "shapes:n=64,size=64"):
                 for method in ("mean", "kmeans"):
-                    d = _distance(books[first, calibration][method],
-                                  books[second, calibration][method], trials)
-                    rows.append({"prediction": "two producers, same data (< 0.3)",
-                                 "pair": f"{first} vs {second} on {calibration}",
-                                 "method": method, **d})
+                    d = _distance(
+                        books[first, calibration][method],
+                        books[second, calibration][method],
+                        trials,
+                    )
+                    rows.append(
+                        {
+                            "prediction": "two producers, same data (< 0.3)",
+                            "pair": f"{first} vs {second} on {calibration}",
+                            "method": method,
+                            **d,
+                        }
+                    )
     if "h2-gaussian" in producers and "freckles" in producers:
         for method in ("mean", "kmeans"):
-            d = _distance(books["h2-gaussian", "gaussian"][method],
-                          books["freckles", "gaussian"][method], trials)
-            rows.append({"prediction": "two architectures (no prediction)",
-                         "pair": "h2-gaussian vs freckles on gaussian", "method": method, **d})
+            d = _distance(
+                books["h2-gaussian", "gaussian"][method],
+                books["freckles", "gaussian"][method],
+                trials,
+            )
+            rows.append(
+                {
+                    "prediction": "two architectures (no prediction)",
+                    "pair": "h2-gaussian vs freckles on gaussian",
+                    "method": method,
+                    **d,
+                }
+            )
     return rows
 
 
@@ -146,43 +184,31 @@ def psnr_mse(original: torch.Tensor, decoded: torch.Tensor) -> dict[str, float]:
     return {"mse": float(err.mean()), "psnr": float(psnr.mean())}
 
 
-class PatchVQ:
-    """k-means VQ on s × s pixel patches (Euclidean, scikit-learn), one code per patch."""
-
-    def __init__(self, train: torch.Tensor, s: int, k: int, seed: int, max_vectors: int) -> None:
-        self.s, self.channels = s, train.shape[1]
-        vectors = self._patches(train).reshape(-1, self.channels * s * s)
-        gen = torch.Generator().manual_seed(seed)
-        pick = torch.randperm(vectors.shape[0], generator=gen)[:max_vectors]
-        fit = KMeans(n_clusters=k, n_init=1, max_iter=50, random_state=seed)
-        fit.fit(vectors[pick].numpy())
-        self.centers = torch.from_numpy(fit.cluster_centers_).float()
-
-    def _patches(self, x: torch.Tensor) -> torch.Tensor:
-        return unfold(x, self.s, stride=self.s).transpose(1, 2)  # (N, P, C·s²)
-
-    def codes(self, x: torch.Tensor) -> torch.Tensor:
-        p = self._patches(x)
-        return torch.cdist(p, self.centers.expand(p.shape[0], -1, -1)).argmin(dim=-1)
-
-    def decode(self, codes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        patches = self.centers[codes].transpose(1, 2)  # (N, C·s², P)
-        return fold(patches, size, self.s, stride=self.s)
-
-
-def _tokenizer_row(tok: GeolipImageTokenizer, test: torch.Tensor, label: dict) -> tuple:
+def tokenizer_row(tok: GeolipImageTokenizer, test: torch.Tensor, label: dict) -> tuple:
+    """One tokenizer on the test images → (its table row, the decoded images)."""
     ids = tok(test, return_tensors="pt")["input_ids"]
     decoded = torch.stack(tok.batch_decode(ids))
     usage = usage_report(tok, ids)
-    row = {**label, "vocab_size": tok.vocab_size, "tokens_per_image": int(ids.shape[1]),
-           "bits_per_image": ids.shape[1] * math.log2(tok.vocab_size),
-           **psnr_mse(test, decoded), "perplexity": usage["perplexity"],
-           "axes_used": usage["axes_used"]}
+    row = {
+        **label,
+        "vocab_size": tok.vocab_size,
+        "tokens_per_image": int(ids.shape[1]),
+        "bits_per_image": ids.shape[1] * math.log2(tok.vocab_size),
+        **psnr_mse(test, decoded),
+        "perplexity": usage["perplexity"],
+        "axes_used": usage["axes_used"],
+        "token_perplexity": usage_perplexity(
+            torch.bincount(  # of the 2K signed axis ids
+                ids[ids < 2 * tok.codebook.size], minlength=2 * tok.codebook.size
+            )
+        ),
+    }
     return row, decoded
 
 
-def tokenizer_study(producers: dict[str, Any], ks: list[int], top_ks: list[int],
-                    vq_sizes: list[int]) -> tuple[list[dict], dict[str, torch.Tensor]]:
+def tokenizer_study(
+    producers: dict[str, Any], ks: list[int], top_ks: list[int], vq_sizes: list[int]
+) -> tuple[list[dict], dict[str, torch.Tensor]]:
     train = open_dataset(TRAIN).images
     test = open_dataset(TEST).images
     rows: list[dict] = []
@@ -190,29 +216,44 @@ def tokenizer_study(producers: dict[str, Any], ks: list[int], top_ks: list[int],
     for name, producer in producers.items():
         with producer.frozen():
             recon = producer.reconstruct(test)
-        rows.append({"method": "continuous rows (no quantisation)", "producer": name,
-                     "tokens_per_image": None, **psnr_mse(test, recon)})
+        rows.append(
+            {
+                "method": "continuous rows (no quantisation)",
+                "producer": name,
+                "tokens_per_image": None,
+                **psnr_mse(test, recon),
+            }
+        )
         pictures[f"{name} continuous"] = recon[:8]
         books: dict[str, Codebook] = {}
         for k in ks:
             books[f"kmeans K={k}"] = extract_kmeans_codebook(
-                producer, TRAIN, k, restarts=2, max_iter=50, null_trials=2,
-                quality_null_trials=20, seed=SEED)
+                producer,
+                TRAIN,
+                k,
+                restarts=2,
+                max_iter=50,
+                null_trials=2,
+                quality_null_trials=20,
+                seed=SEED,
+            )
             books[f"random K={k}"] = Codebook.random(k, producer.geometry.D, seed=SEED)
-        mean = extract_codebook(producer, "sixteen_noise", seed=SEED, null_trials=20,
-                                controls=False)
+        mean = extract_codebook(
+            producer, "sixteen_noise", seed=SEED, null_trials=20, controls=False
+        )
         books[f"mean (sixteen_noise) K={mean.size}"] = mean
-        books[f"random K={mean.size}"] = Codebook.random(mean.size, producer.geometry.D,
-                                                          seed=SEED)
+        books[f"random K={mean.size}"] = Codebook.random(mean.size, producer.geometry.D, seed=SEED)
         for label, cb in books.items():
             for top_k in top_ks:
                 if top_k > cb.size:
                     continue
                 start = time.perf_counter()
                 tok = GeolipImageTokenizer(producer, cb, top_k).calibrated(train[:64])
-                row, decoded = _tokenizer_row(
-                    tok, test, {"method": f"geolip {label}", "producer": name, "top_k": top_k,
-                                "K": cb.size})
+                row, decoded = tokenizer_row(
+                    tok,
+                    test,
+                    {"method": f"geolip {label}", "producer": name, "top_k": top_k, "K": cb.size},
+                )
                 row["seconds"] = time.perf_counter() - start
                 rows.append(row)
                 log(f"{name} {label} k={top_k}: psnr {row['psnr']:.2f} mse {row['mse']:.4f}")
@@ -221,18 +262,25 @@ def tokenizer_study(producers: dict[str, Any], ks: list[int], top_ks: list[int],
     for k in ks:
         for s in vq_sizes:
             start = time.perf_counter()
-            vq = PatchVQ(train, s, 2 * k, SEED, max_vectors=50_000)
+            vq = KMeansPatchVQ(train, s, 2 * k, SEED, max_vectors=50_000)
             codes = vq.codes(test)
             decoded = vq.decode(codes, tuple(test.shape[-2:]))
             gh = test.shape[-2] // s
-            rows.append({"method": f"k-means VQ, {s}×{s} patches", "producer": None,
-                         "K": 2 * k, "vocab_size": 2 * k + 4,
-                         "tokens_per_image": 2 + gh + codes.shape[1],
-                         "bits_per_image": (2 + gh + codes.shape[1]) * math.log2(2 * k + 4),
-                         **psnr_mse(test, decoded),
-                         "perplexity": usage_perplexity(torch.bincount(codes.flatten(),
-                                                                       minlength=2 * k)),
-                         "seconds": time.perf_counter() - start})
+            rows.append(
+                {
+                    "method": f"k-means VQ, {s}×{s} patches",
+                    "producer": None,
+                    "K": 2 * k,
+                    "vocab_size": 2 * k + 4,
+                    "tokens_per_image": 2 + gh + codes.shape[1],
+                    "bits_per_image": (2 + gh + codes.shape[1]) * math.log2(2 * k + 4),
+                    **psnr_mse(test, decoded),
+                    "perplexity": usage_perplexity(
+                        torch.bincount(codes.flatten(), minlength=2 * k)
+                    ),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             log(f"VQ s={s} codes={2 * k}: psnr {rows[-1]['psnr']:.2f}")
             if k == max(ks):
                 pictures[f"VQ {s}x{s}, {2 * k} codes"] = decoded[:8]
@@ -259,7 +307,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "command": " ".join(sys.argv),
         "device": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch "
-                  f"{torch.__version__}",
+        f"{torch.__version__}",
         "date": datetime.date.today().isoformat(),
         "seed": SEED,
     }
@@ -271,8 +319,11 @@ def main() -> None:
     results["predictions"] = predictions({**producers, **others}, 32, 8 if quick else 16)
     seconds["predictions"], t = time.perf_counter() - t, time.perf_counter()
     rows, pictures = tokenizer_study(
-        producers, [16, 256] if quick else [16, 64, 256], [1, 2] if quick else [1, 2, 4],
-        [2, 4] if quick else [1, 2, 4, 8])
+        producers,
+        [16, 256] if quick else [16, 64, 256],
+        [1, 2] if quick else [1, 2, 4],
+        [2, 4] if quick else [1, 2, 4, 8],
+    )
     seconds["tokenizer"] = time.perf_counter() - t
     results["tokenizer"] = rows
     results["part_seconds"] = seconds

@@ -40,6 +40,8 @@ UNRESOLVABLE = re.compile(
     r"|\bseed 00\d\b|device tool|\bsession\b|the issue",  # the writers' wording
     flags=re.I,
 )
+
+
 def test_readme_links_every_doc_and_points_to_the_tutorial_first() -> None:
     text = README.read_text()
     listed = re.findall(r"^- `(docs/[\w.-]+)`", text.split("## Documents", 1)[1], flags=re.M)

@@ -120,7 +120,7 @@ def _power_law(r: _Sampler, shape: _Shape, exponent: float) -> Tensor:
     fx = torch.fft.rfftfreq(w, device=r.device, dtype=r.dtype)[None, :]
     gain = 1 / (fy**2 + fx**2).pow(exponent / 2).clamp(min=_EPS)
     if not r.faithful:
-        gain[0, 0] = 0
+        gain[0, 0].fill_(0)  # a 0-dim target: `= 0` would copy a host scalar and synchronise
     return torch.fft.irfft2(torch.fft.rfft2(r.normal(*shape)) * gain, s=(h, w))
 
 

@@ -325,7 +325,12 @@ class SphereSolver(ProducerModule):
         S = S_orig
         for layer in self.cross_attn:
             S = layer(S)  # attention across the n patches
-        M_hat = M if self.config.readout == "bypass" else (U * S.unsqueeze(-2)) @ Vt
+        if self.config.readout == "bypass":
+            M_hat = M
+        elif self.config.readout == "linear":  # Vt = I: U diag(S) without the product
+            M_hat = U * S.unsqueeze(-2)
+        else:
+            M_hat = (U * S.unsqueeze(-2)) @ Vt
         return {"M": M, "U": U, "S_orig": S_orig, "S": S, "Vt": Vt, "patches": self._decode(M_hat)}
 
     def _encode(self, patches: torch.Tensor) -> torch.Tensor:

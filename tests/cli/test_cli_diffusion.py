@@ -41,17 +41,20 @@ def test_train_refuses_to_clobber_and_resumes(
     code, _, err = run([*args, "--out", str(model_dir)], capsys, monkeypatch)
     assert code == 2 and "--resume" in err and "--force" in err
     resumed = [*args[:-8], "--batch-size", "4", "--dim", "16", "--depth", "1", "--heads", "2"]
-    code, doc = run_json([*resumed, "--steps", "5", "--out", str(model_dir), "--resume"],
-                         capsys, monkeypatch)
+    code, doc = run_json(
+        [*resumed, "--steps", "5", "--out", str(model_dir), "--resume"], capsys, monkeypatch
+    )
     assert code == 0 and doc["step"] == 5
-    code, doc = run_json([*args, "--schedule", "square", "--out", str(model_dir), "--force"],
-                         capsys, monkeypatch)
+    code, doc = run_json(
+        [*args, "--schedule", "square", "--out", str(model_dir), "--force"], capsys, monkeypatch
+    )
     assert code == 2 and doc["error"]["option"] == "--schedule"
 
 
 @pytest.mark.slow
-def test_sample_writes_a_grid_and_tokens(model_dir: Path, tmp_path: Path, capsys,
-                                         monkeypatch) -> None:
+def test_sample_writes_a_grid_and_tokens(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     png, tokens = tmp_path / "s.png", tmp_path / "s.safetensors"
     args = ["diffusion", "sample", str(model_dir), "--n", "3", "--size", "16", "--class", "1"]
     code, doc = run_json([*args, "--out", str(png), "--tokens", str(tokens)], capsys, monkeypatch)
@@ -61,8 +64,9 @@ def test_sample_writes_a_grid_and_tokens(model_dir: Path, tmp_path: Path, capsys
     assert ids.shape == (3, tok.tokens_per_image((16, 16)))
     code, _, err = run([*args, "--out", str(png)], capsys, monkeypatch)
     assert code == 2 and "--force" in err
-    code, doc = run_json([*args[:-2], "--class", "nope", "--out", str(tmp_path / "x.png")],
-                         capsys, monkeypatch)
+    code, doc = run_json(
+        [*args[:-2], "--class", "nope", "--out", str(tmp_path / "x.png")], capsys, monkeypatch
+    )
     assert code == 1 and "unknown class 'nope'" in doc["error"]["message"]
 
 
@@ -83,16 +87,32 @@ def test_edit_a_dataset_and_image_files(
     args = ["edit", str(model_dir), "--dataset", "shapes:n=2,size=8", "--out", str(png)]
     code, doc = run_json([*args, "--zero-axes", "0,1", "--scale", "2"], capsys, monkeypatch)
     assert code == 0 and doc["edit"] == "zero-axes" and doc["shape"] == [3, 16, 16]
-    code, doc = run_json([*args, "--inpaint", "0,0,0.5,0.5", "--diffusion", str(model_dir),
-                          "--force"], capsys, monkeypatch)
+    code, doc = run_json(
+        [*args, "--inpaint", "0,0,0.5,0.5", "--diffusion", str(model_dir), "--force"],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0 and doc["change_rms"] >= 0
     files = []
     for i in range(2):
         pixels = np.random.default_rng(i).integers(0, 255, (8, 8, 3), dtype=np.uint8)
         files.append(tmp_path / f"{i}.png")
         Image.fromarray(pixels).save(files[-1])
-    code, doc = run_json(["edit", str(model_dir), *map(str, files), "--interpolate", "0.5",
-                          "--size", "12", "--out", str(tmp_path / "i.png")], capsys, monkeypatch)
+    code, doc = run_json(
+        [
+            "edit",
+            str(model_dir),
+            *map(str, files),
+            "--interpolate",
+            "0.5",
+            "--size",
+            "12",
+            "--out",
+            str(tmp_path / "i.png"),
+        ],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0 and doc["images"] == 1 and doc["shape"] == [3, 12, 12]
 
 

@@ -68,8 +68,10 @@ def test_tokens_of_another_tokenizer_are_refused(
         (["encode", "TOK", "--dataset", "shapes:size=0", "--out", "x.safetensors"], "--dataset"),
         (["decode", "TOK", "t.safetensors", "--out", "x.safetensors", "--size", "0"], "--size"),
         (["decode", "TOK", "t.safetensors", "--out", "x.safetensors", "--png", "x.jpg"], "--png"),
-        (["build", "pretrained:h2-gaussian", "--codebook", "c", "--out", "o", "--top-k", "0"],
-         "--top-k"),
+        (
+            ["build", "pretrained:h2-gaussian", "--codebook", "c", "--out", "o", "--top-k", "0"],
+            "--top-k",
+        ),
     ],
 )
 def test_usage_errors(args: list[str], option: str, tmp_path: Path, capsys, monkeypatch) -> None:

@@ -21,8 +21,10 @@ def save(path: Path, array: np.ndarray) -> Path:
 def test_grey_and_colour_files_load_standardised(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     grey = save(tmp_path / "g.png", rng.integers(0, 255, (6, 5), dtype=np.uint8))
-    rgb = [save(tmp_path / f"{i}.png", rng.integers(0, 255, (6, 5, 3), dtype=np.uint8))
-           for i in range(2)]
+    rgb = [
+        save(tmp_path / f"{i}.png", rng.integers(0, 255, (6, 5, 3), dtype=np.uint8))
+        for i in range(2)
+    ]
     assert load_image_files([grey]).shape == (1, 1, 6, 5)
     x = load_image_files(rgb)
     assert x.shape == (2, 3, 6, 5)

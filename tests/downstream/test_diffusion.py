@@ -49,8 +49,15 @@ def toy(n: int = 8, size: int = 8, channels: int = C) -> ImageDataset:
 
 
 def denoiser(tok: GeolipImageTokenizer, classes: int = 2, seed: int = 0) -> AxisDenoiser:
-    config = DenoiserConfig(axis_tokens=2 * tok.codebook.size, rows_per_patch=V, top_k=1,
-                            num_classes=classes, dim=16, depth=1, heads=2)
+    config = DenoiserConfig(
+        axis_tokens=2 * tok.codebook.size,
+        rows_per_patch=V,
+        top_k=1,
+        num_classes=classes,
+        dim=16,
+        depth=1,
+        heads=2,
+    )
     torch.manual_seed(seed)
     return AxisDenoiser(config).eval()
 
@@ -133,8 +140,14 @@ def test_inpainting_keeps_the_known_tokens(tok: GeolipImageTokenizer) -> None:
     known = torch.randint(2 * tok.codebook.size, (2, n), generator=torch.Generator().manual_seed(3))
     resample = torch.zeros(2, n, dtype=torch.bool)
     resample[:, :V] = True  # the first patch
-    out = sample_ids(net, (2, 2), torch.tensor([0, 1]), torch.Generator().manual_seed(0),
-                     known=known, resample=resample)
+    out = sample_ids(
+        net,
+        (2, 2),
+        torch.tensor([0, 1]),
+        torch.Generator().manual_seed(0),
+        known=known,
+        resample=resample,
+    )
     assert torch.equal(out[:, V:], known[:, V:])
     assert not torch.equal(out[:, :V], known[:, :V])
 
@@ -164,8 +177,9 @@ def test_resume_continues_exactly(tok: GeolipImageTokenizer, tmp_path: Path) -> 
     a, b = whole.model.denoiser.state_dict(), load_diffusion(tmp_path / "split").denoiser
     assert all(torch.equal(a[k], v) for k, v in b.state_dict().items())
     with pytest.raises(CheckpointError, match="other settings: lr"):
-        train_diffusion(tok, data, tmp_path / "split", SMALL.model_copy(update={"lr": 1.0}),
-                        resume=True)
+        train_diffusion(
+            tok, data, tmp_path / "split", SMALL.model_copy(update={"lr": 1.0}), resume=True
+        )
 
 
 def test_damaged_files_are_refused_naming_the_file(

@@ -32,8 +32,9 @@ def tok() -> GeolipImageTokenizer:
 
 @pytest.fixture(scope="module")
 def dm(tok: GeolipImageTokenizer) -> DiffusionModel:
-    config = DenoiserConfig(axis_tokens=2 * tok.codebook.size, rows_per_patch=V, dim=16,
-                            depth=1, heads=2)
+    config = DenoiserConfig(
+        axis_tokens=2 * tok.codebook.size, rows_per_patch=V, dim=16, depth=1, heads=2
+    )
     torch.manual_seed(0)
     return DiffusionModel(AxisDenoiser(config).eval(), tok, (), (8, 8))
 
