@@ -206,6 +206,20 @@ def tokenizer_row(tok: GeolipImageTokenizer, test: torch.Tensor, label: dict) ->
     return row, decoded
 
 
+def continuous_row(name: str, producer: Any, test: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The producer's own reconstruction of ``test`` from unquantised rows: the ceiling of any
+    row tokenizer. → (table row, reconstructions)."""
+    with producer.frozen():
+        recon = producer.reconstruct(test)
+    row = {
+        "method": "continuous rows (no quantisation)",
+        "producer": name,
+        "tokens_per_image": None,
+        **psnr_mse(test, recon),
+    }
+    return row, recon
+
+
 def tokenizer_study(
     producers: dict[str, Any], ks: list[int], top_ks: list[int], vq_sizes: list[int]
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
@@ -214,16 +228,8 @@ def tokenizer_study(
     rows: list[dict] = []
     pictures: dict[str, torch.Tensor] = {"original": test[:8]}
     for name, producer in producers.items():
-        with producer.frozen():
-            recon = producer.reconstruct(test)
-        rows.append(
-            {
-                "method": "continuous rows (no quantisation)",
-                "producer": name,
-                "tokens_per_image": None,
-                **psnr_mse(test, recon),
-            }
-        )
+        row, recon = continuous_row(name, producer, test)
+        rows.append(row)
         pictures[f"{name} continuous"] = recon[:8]
         books: dict[str, Codebook] = {}
         for k in ks:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from vocabulary_results import SEED, log, psnr_mse, tokenizer_row
+from vocabulary_results import SEED, continuous_row, log, psnr_mse, tokenizer_row
 
 from geolip import Codebook
 from geolip.data import open_dataset
@@ -151,16 +151,7 @@ def geolip_rows(
     rows = []
     for name in PRODUCERS:
         producer = load_producer(f"pretrained:{name}")
-        with producer.frozen():
-            recon = producer.reconstruct(test)
-        rows.append(
-            {
-                "method": "continuous rows (no quantisation)",
-                "producer": name,
-                "tokens_per_image": None,
-                **psnr_mse(test, recon),
-            }
-        )
+        rows.append(continuous_row(name, producer, test)[0])
         start = time.perf_counter()
         books = {
             "k-means": extract_kmeans_codebook(
