@@ -9,10 +9,11 @@ what lets these passes run at the memory floor (``experiments/svd_load_patterns.
 Forward, all in float64:
 
 1. G = MᵀM (one pass over the rows), then its eigenvectors Q, by one of two methods:
-   - D ≤ 8 (both kernels), and the robust kernel above D = 8: two-sided Jacobi sweeps on G
-     accumulate Q. For D ≤ 8 the rotations are cyclic and unrolled. Above, a round rotates
-     the DP/2 disjoint planes (j, j ⊕ mask) at once, for mask = 1 … DP−1, in a runtime loop.
-   - The fast kernel above D = 8: G = LLᵀ (Cholesky), then one-sided Jacobi on the columns of
+   - D ≤ 4 (both kernels), and the robust kernel above D = 4: two-sided Jacobi sweeps on G
+     accumulate Q, until no off-diagonal is left above JACOBI_TOL (at most ``jacobi_sweeps``).
+     For D ≤ 8 the rotations are cyclic and unrolled. Above, a round rotates the DP/2
+     disjoint planes (j, j ⊕ mask) at once, for mask = 1 … DP−1, in a runtime loop.
+   - The fast kernel above D = 4: G = LLᵀ (Cholesky), then one-sided Jacobi on the columns of
      L, the same disjoint pairs per round, until no pair rotates. The columns end as √λ_j q_j.
      A thread holds whole columns, so a round exchanges one column per thread by warp shuffle
      (8.0 ms against 54 ms for the two-sided rounds at 256×16, B = 131,072, on an H200). A
@@ -20,7 +21,8 @@ Forward, all in float64:
 2. sort eigenvalues descending (rank counting, no data-dependent branches), S = √λ;
 3. fast kernel: for σ_min > WELL_CONDITIONED·σ_max, U = M Q S⁻¹ is orthonormal to ≈ ε₆₄κ²
    ≤ 1e-10 and is written in a second pass; other matrices (rank-deficient, zero) are flagged;
-4. robust kernel, only in programs holding a flagged matrix (and for all of float64 M):
+4. robust kernel, only in programs holding a flagged matrix (float64 M is flagged below the
+   stricter WELL_CONDITIONED_FLOAT64):
    C = U₀ᵀU₀ and H = U₀[:D] summed over the rows of U₀ = M Q / max(S, floor); modified
    Gram–Schmidt, twice, in coefficient space with C as the inner product, so U = U₀ A + E B stays
    exact where U₀ is: columns of (near-)zero σ are replaced by the standard basis vector e_k
@@ -43,6 +45,10 @@ import triton.language as tl
 WELL_CONDITIONED = 1e-3
 """σ_min/σ_max above which the forward takes U₀ᵀU₀ from the rotated Gram (error ≈ ε₆₄κ²)
 instead of a pass over the rows."""
+
+WELL_CONDITIONED_FLOAT64 = 0.1
+"""The same threshold for float64 M: U₀ = M Q S⁻¹ is then orthonormal to ≈ 100·ε₆₄ ≈ 1e-14,
+within a few ulps of the robust kernel's."""
 
 
 @triton.jit
@@ -155,6 +161,16 @@ def _jacobi_round(g, q, rows, cols, idx, mask):
     g = tl.where(rows == partner, 0.0, tl.where(rows == cols, new_diag[None, :, :], g))
     q = c[None, :, :] * q + s[None, :, :] * tl.gather(q, across, 1)
     return g, q
+
+
+@triton.jit
+def _rotating(g, rows, cols, TOL: tl.constexpr):
+    """Whether a sweep of two-sided Jacobi would still rotate some matrix of the program: an
+    off-diagonal G[p, r]² > TOL²·G[p, p]·G[r, r] (the test of ``_hestenes_round``; a sweep
+    past it changes Q by less than TOL). A NaN keeps the sweeps going to their cap."""
+    diag = tl.sum(tl.where(rows == cols, g, 0.0), axis=0)  # (DP, BLOCK): G[j, j]
+    settled = (g * g <= (TOL * TOL) * (diag[:, None, :] * diag[None, :, :])) | (rows == cols)
+    return tl.min(tl.min(tl.min(settled.to(tl.int32), axis=0), axis=0), axis=0) == 0
 
 
 @triton.jit
@@ -341,7 +357,8 @@ def _sorted_eigen_of_gram(m_ptr, b, live, rows, cols, idx, V: tl.constexpr, D: t
         q = a / tl.where(norm > 0.0, norm, 1.0)[None, :, :]
     else:
         q = tl.where(rows == cols, 1.0, 0.0) + tl.zeros_like(g)
-        for _ in range(SWEEPS):
+        sweep = 0
+        while (sweep < SWEEPS) & _rotating(g, rows, cols, TOL):
             if D <= 8:  # unrolled: the selects of a rotation become register picks
                 for p in tl.static_range(D - 1):
                     for r in tl.static_range(p + 1, D):
@@ -349,6 +366,7 @@ def _sorted_eigen_of_gram(m_ptr, b, live, rows, cols, idx, V: tl.constexpr, D: t
             else:  # parallel: DP/2 disjoint rotations per round, DP − 1 rounds per sweep
                 for mask in range(1, DP):
                     g, q = _jacobi_round(g, q, rows, cols, idx, mask)
+            sweep += 1
         lam = tl.sum(tl.where(rows == cols, g, 0.0), axis=1)  # (DP, BLOCK), index i
 
     # sort descending: rank_i = #{j : λj > λi or (λj = λi and j < i)}; padding ranks last
@@ -470,8 +488,11 @@ def gram_svd_backward_kernel(
     BLOCK: tl.constexpr,
     R: tl.constexpr,
     FLOOR_RTOL: tl.constexpr,
+    SPREAD: tl.constexpr,
+    ROWS_FLOAT64: tl.constexpr,
 ):
-    """∂L/∂M from (M, S, Vt) and the output gradients; the rule of the CPU backward."""
+    """∂L/∂M from (M, S, Vt) and the output gradients; the rule of the CPU backward.
+    ``SPREAD``: the launch gives a matrix several threads (its columns on different threads)."""
     b, live, rows, cols, idx = _program_tiles(n_matrices, D, DP, BLOCK)
     vec_mask = live[None, :] & (idx < D)
     small_mask = live[None, None, :] & (rows < D) & (cols < D)
@@ -501,7 +522,7 @@ def gram_svd_backward_kernel(
     f = gap / (gap * gap + degeneracy_eps * degeneracy_eps) / lam_max
 
     # W = Q · inner · Qᵀ with inner = f ∘ (X − Xᵀ) + 2 diag(g_λ), X = Qᵀ g_Q
-    if DP > 8:  # a matrix's columns on different threads: gathers, and one transpose of X
+    if SPREAD:  # a matrix's columns on different threads: gathers, and one transpose of X
         x_mat = _gathered_product(q_t, g_q, rows, D)
         inner = f * (x_mat - tl.permute(x_mat, (1, 0, 2))) + _diagonal(2.0 * g_lam, rows, cols)
         w = _gathered_product(_gathered_product(q, inner, rows, D), q_t, rows, D)
@@ -518,12 +539,16 @@ def gram_svd_backward_kernel(
         w = tl.zeros((DP, DP, BLOCK), dtype=tl.float64)
         for k in tl.static_range(D):
             w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
-    q_t = q_t / s_safe[:, None, :]  # S⁻¹ Qᵀ
-
-    for v0 in range(0, V, R):  # ∂L/∂M = g_U S⁻¹ Qᵀ + M W, a chunk of rows at a time
-        x = _load_chunk(m_ptr, b, live, v0, V, D, DP, R)
-        g_u = _load_chunk(gu_ptr, b, live, v0, V, D, DP, R)
-        _store_chunk(gm_ptr, _times(g_u, q_t) + _times(x, w), b, live, v0, V, D, DP, R)
+    # ∂L/∂M = g_U S⁻¹ Qᵀ + M W, a chunk of rows at a time, in M's precision: no cancellation
+    # beyond that of the sum of two products, so the rows need no float64
+    row_type: tl.constexpr = tl.float64 if ROWS_FLOAT64 else gm_ptr.dtype.element_ty
+    q_t = (q_t / s_safe[:, None, :]).to(row_type)  # S⁻¹ Qᵀ
+    w = w.to(row_type)
+    for v0 in range(0, V, R):
+        offsets, mask = _chunk_offsets(b, live, v0, V, D, DP, R)
+        x = tl.load(m_ptr + offsets, mask=mask, other=0.0).to(row_type)
+        g_u = tl.load(gu_ptr + offsets, mask=mask, other=0.0).to(row_type)
+        tl.store(gm_ptr + offsets, _times(g_u, q_t) + _times(x, w), mask=mask)
 
 
 class Launch(NamedTuple):
@@ -534,6 +559,11 @@ class Launch(NamedTuple):
     block: int
     warps: int
     rows: int
+
+    @property
+    def spread(self) -> bool:
+        """Whether a matrix spreads over several threads."""
+        return self.block < 32 * self.warps
 
 
 class KernelConfig(NamedTuple):
@@ -562,8 +592,7 @@ def kernel_config(d: int) -> KernelConfig:
         return KernelConfig(dp, Launch(64, 2, 4) if d <= 3 else one, one, one)
     if dp == 16:
         return KernelConfig(dp, Launch(4, 1, 8), Launch(2, 1, 4), Launch(2, 1, 8))
-    shared = Launch(8, 1, 4)
-    return KernelConfig(dp, Launch(64, 2, 4) if d <= 5 else Launch(32, 1, 2), shared, shared)
+    return KernelConfig(dp, Launch(4, 1, 8), Launch(8, 1, 4), Launch(4, 1, 4))
 
 
 def jacobi_sweeps(d: int) -> int:
@@ -576,19 +605,36 @@ ONE_SIDED_MAX_SWEEPS = 12
 flags it for the robust kernel. Random 256×16 matrices settle after 8 (the last one rotating
 nothing); spectra spread over 10⁻³ after 7–8 (float64 simulation, 300 matrices each)."""
 
-ONE_SIDED_TOL = 1e-14
-"""A column pair with |⟨a_p, a_r⟩| ≤ ONE_SIDED_TOL·‖a_p‖‖a_r‖ counts as orthogonal."""
+JACOBI_TOL = 1e-14
+"""A column pair with |⟨a_p, a_r⟩| ≤ JACOBI_TOL·‖a_p‖‖a_r‖ counts as orthogonal (one-sided);
+two-sided sweeps stop once every |G[p, r]| ≤ JACOBI_TOL·√(G[p, p]·G[r, r])."""
+
+BACKWARD_ROWS_FLOAT64 = False
+"""Whether the backward's last pass (∂L/∂M = g_U S⁻¹Qᵀ + M W) runs in float64 (True) or in M's
+precision."""
+
+ONE_SIDED_ABOVE = 4
+"""The fast forward takes the one-sided Jacobi above this D (its columns spread over threads);
+at and below it, unrolled two-sided sweeps with a whole matrix in one thread."""
 
 
-def forward_constants(v: int, d: int, launch: Launch, floor_rtol: float, robust: bool) -> dict:
+def forward_constants(
+    v: int,
+    d: int,
+    launch: Launch,
+    floor_rtol: float,
+    robust: bool,
+    well_conditioned: float = WELL_CONDITIONED,
+) -> dict:
     """Compile-time arguments of ``gram_svd_forward_kernel`` (but ONLY_FLAGGED): the fast
-    kernel takes the one-sided Jacobi above D = 8, the robust one the two-sided rounds."""
-    one_sided = d > 8 and not robust
+    kernel takes the one-sided Jacobi above D = ONE_SIDED_ABOVE, the robust one the two-sided
+    sweeps; ``well_conditioned`` is the fast kernel's σ_min/σ_max threshold."""
+    one_sided = d > ONE_SIDED_ABOVE and not robust
     return {
         "V": v, "D": d, "DP": triton.next_power_of_2(d), "BLOCK": launch.block, "R": launch.rows,
         "SWEEPS": ONE_SIDED_MAX_SWEEPS if one_sided else jacobi_sweeps(d),
-        "ONE_SIDED": one_sided, "TOL": ONE_SIDED_TOL, "FLOOR_RTOL": floor_rtol,
-        "WELL_CONDITIONED": WELL_CONDITIONED, "ROBUST": robust,
+        "ONE_SIDED": one_sided, "TOL": JACOBI_TOL, "FLOOR_RTOL": floor_rtol,
+        "WELL_CONDITIONED": well_conditioned, "ROBUST": robust,
     }  # fmt: skip
 
 
@@ -602,12 +648,14 @@ def launch_forward(
 ) -> None:
     """One launch of ``gram_svd_forward_kernel`` over all of M (B, V, D) into preallocated
     (U, S, Vt, ill flags); the fast kernel (``robust=False``) writes the flags, the robust one
-    with ``only_flagged`` reads them."""
+    with ``only_flagged`` reads them. Float64 M takes the fast route only for σ_min/σ_max >
+    WELL_CONDITIONED_FLOAT64."""
     n, v, d = m.shape
+    well = WELL_CONDITIONED_FLOAT64 if m.dtype == torch.float64 else WELL_CONDITIONED
+    constants = forward_constants(v, d, launch, floor_rtol, robust, well)
     gram_svd_forward_kernel[(triton.cdiv(n, launch.block),)](
-        m, *outputs, n, **forward_constants(v, d, launch, floor_rtol, robust=robust),
-        ONLY_FLAGGED=only_flagged, num_warps=launch.warps,
-    )  # fmt: skip
+        m, *outputs, n, **constants, ONLY_FLAGGED=only_flagged, num_warps=launch.warps
+    )
 
 
 def fused_svd_forward(
@@ -617,8 +665,8 @@ def fused_svd_forward(
     (float64 for float64 M). ``config`` overrides :func:`kernel_config`.
 
     Two launches: the fast kernel, then the robust one, which returns at once in programs
-    holding no matrix the fast kernel flagged. Float64 M takes the robust kernel alone: the
-    fast kernel's U₀ is orthonormal only to ≈ ε₆₄κ², above float64's own rounding.
+    holding no matrix the fast kernel flagged. The fast kernel's U₀ is orthonormal to
+    ≈ ε₆₄κ², so float64 M takes it only for κ < 1/WELL_CONDITIONED_FLOAT64.
     """
     n, _, d = m.shape
     cfg = config or kernel_config(d)
@@ -630,9 +678,8 @@ def fused_svd_forward(
         torch.empty((n, d, d), dtype=aux, device=m.device),
         torch.empty(n, dtype=torch.int8, device=m.device),
     )
-    if not exact:
-        launch_forward(m, outputs, floor_rtol, cfg.forward, robust=False, only_flagged=False)
-    launch_forward(m, outputs, floor_rtol, cfg.robust, robust=True, only_flagged=not exact)
+    launch_forward(m, outputs, floor_rtol, cfg.forward, robust=False, only_flagged=False)
+    launch_forward(m, outputs, floor_rtol, cfg.robust, robust=True, only_flagged=True)
     return outputs[:3]
 
 
@@ -656,6 +703,6 @@ def fused_svd_backward(
     gram_svd_backward_kernel[(triton.cdiv(n, bwd.block),)](
         m, s, vt, g_u, g_s, g_vt, g_m, n, floor_abs, degeneracy_eps,
         V=v, D=d, DP=cfg.dp, BLOCK=bwd.block, R=bwd.rows, FLOOR_RTOL=floor_rtol,
-        num_warps=bwd.warps,
+        SPREAD=bwd.spread, ROWS_FLOAT64=BACKWARD_ROWS_FLOAT64, num_warps=bwd.warps,
     )  # fmt: skip
     return g_m

@@ -60,14 +60,16 @@ def adversarial(v: int, d: int, dtype: torch.dtype = torch.float32) -> torch.Ten
 
 
 def one_program_per_kernel(d: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On the CPU above D = 8, launch shapes holding 16 matrices a program: the interpreter's
-    time is per program (the layouts the shapes choose on a GPU do not exist there)."""
-    if d > 8 and DEVICE == "cpu":
-        from geolip.solvers import _svd_triton as svd_triton
+    """On the CPU above D = 4 (where the launch shapes spread a matrix over threads), shapes
+    holding 16 matrices a program: the interpreter's time is per program (the layouts the
+    shapes choose on a GPU do not exist there)."""
+    from geolip.solvers import _svd_triton as svd_triton
 
+    if d > svd_triton.ONE_SIDED_ABOVE and DEVICE == "cpu":
         one = svd_triton.Launch(16, 1, 4)
+        dp = svd_triton.kernel_config(d).dp
         monkeypatch.setattr(
-            svd_triton, "kernel_config", lambda d: svd_triton.KernelConfig(16, one, one, one)
+            svd_triton, "kernel_config", lambda d: svd_triton.KernelConfig(dp, one, one, one)
         )
 
 
@@ -222,14 +224,15 @@ def test_launch_shape_does_not_change_the_result(dtype: torch.dtype) -> None:
         assert (a - b).abs().max() < tol
 
 
-def _fast_kernel_flags(m: torch.Tensor) -> torch.Tensor:
-    """The fast forward kernel alone on float32 M: its ill/unsettled flags (B,)."""
+def _fast_kernel_flags(m: torch.Tensor, launch: object = None) -> torch.Tensor:
+    """The fast forward kernel alone on M (its own launch shape unless ``launch``): its
+    ill/unsettled flags (B,)."""
     from geolip.solvers import _svd_triton as svd_triton
 
     n, _, d = m.shape
     ill = torch.full((n,), 7, dtype=torch.int8, device=m.device)
     outputs = (torch.empty_like(m), m.new_empty(n, d), m.new_empty(n, d, d), ill)
-    fast = svd_triton.kernel_config(d).forward
+    fast = launch or svd_triton.kernel_config(d).forward
     svd_triton.launch_forward(m, outputs, 1e-12, fast, robust=False, only_flagged=False)
     return ill.cpu()
 
@@ -259,3 +262,53 @@ def test_one_sided_sweeps_settle_or_hand_the_matrix_to_the_robust_kernel(
     assert (rec[:5] / m64[:5].flatten(1).norm(dim=1)).max() < 1e-6 and rec[5] == 0
     ref = torch.linalg.svdvals(m64)
     assert ((s - ref).abs() / ref[:, :1].clamp_min(1e-300)).max() < 1e-6
+
+
+@slow_on_cpu
+def test_two_sided_sweeps_stop_only_once_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """D ≤ 4: the sweeps that stop once every off-diagonal is below JACOBI_TOL give the same
+    decomposition, to float32 rounding, as the full count of sweeps (JACOBI_TOL = 0 never
+    settles), on random, near-degenerate and ill-conditioned matrices."""
+    from geolip.solvers import _svd_triton as svd_triton
+    from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL
+
+    v, d = (48, 4) if DEVICE == "cuda" else (9, 4)
+    m = torch.cat([adversarial(v, d).cpu(), _with_condition(v, d, 2e-3, 4, seed=3)]).to(DEVICE)
+    settled = svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL)
+    monkeypatch.setattr(svd_triton, "JACOBI_TOL", 0.0)
+    full = svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL)
+    u, s, vt = settled
+    signs = torch.sign((vt * full[2]).sum(-1, keepdim=True))  # the pairs' signs may differ
+    assert (s - full[1]).abs().max() <= 1e-6 * s[:, :1].clamp_min(1e-30).max()
+    live = s[:, -1] > 1e-3 * s[:, 0]  # vectors are defined where σ are apart from zero
+    assert (vt[live] - signs[live] * full[2][live]).abs().max() < 1e-5
+    assert (u[live] - full[0][live] * signs[live].mT).abs().max() < 1e-5
+
+
+@slow_on_cpu
+def test_float64_takes_the_fast_kernel_when_well_conditioned() -> None:
+    """Float64 M with σ_min/σ_max above WELL_CONDITIONED_FLOAT64 is not flagged and comes back
+    orthonormal to 1e-13 with the reference's S; below it (but above the float32 threshold)
+    it is flagged in float64 only, and the robust kernel still gives float64 accuracy."""
+    from geolip.solvers import _svd_triton as svd_triton
+    from geolip.solvers.linalg import SINGULAR_FLOOR_RTOL
+
+    assert svd_triton.WELL_CONDITIONED < 1e-2 < svd_triton.WELL_CONDITIONED_FLOAT64
+    for v, d in ((9, 4), (18, 16)) if DEVICE == "cpu" else ((48, 4), (64, 16)):
+        cfg = svd_triton.kernel_config(d)
+        if d > svd_triton.ONE_SIDED_ABOVE and DEVICE == "cpu":  # one interpreted program
+            one = svd_triton.Launch(16, 1, 4)
+            cfg = svd_triton.KernelConfig(cfg.dp, one, one, one)
+        well = _with_condition(v, d, 0.5, 3, seed=21).double()
+        mid = _with_condition(v, d, 1e-2, 3, seed=22).double()
+        m = torch.cat([well, mid]).to(DEVICE)
+        assert _fast_kernel_flags(m, cfg.forward).tolist() == [0, 0, 0, 1, 1, 1]
+        assert _fast_kernel_flags(m.float(), cfg.forward).tolist() == [0] * 6
+        u, s, vt = (t.cpu() for t in svd_triton.fused_svd_forward(m, SINGULAR_FLOOR_RTOL, cfg))
+        m64 = m.cpu()
+        eye = torch.eye(d, dtype=torch.float64)
+        assert (u.mT @ u - eye).abs().max() < 1e-13
+        rec = ((u * s.unsqueeze(-2)) @ vt - m64).flatten(1).norm(dim=1)
+        assert (rec / m64.flatten(1).norm(dim=1)).max() < 1e-13
+        ref = torch.linalg.svdvals(m64)
+        assert ((s - ref).abs() / ref[:, :1]).max() < 1e-13
