@@ -11,6 +11,7 @@ import typer
 from geolip.cli import output
 from geolip.cli.options import FORCE, JSON, command_group, dataset_spec, options_checked
 from geolip.cli.out_path import claim_output
+from geolip.cli.producers import DEVICE
 from geolip.cli.tokenize import require_suffix, size_option
 from geolip.errors import InvalidOptionError, TrainingInterrupted
 
@@ -26,8 +27,11 @@ def train(
     tokenizer: Path = typer.Argument(
         ..., help="A tokenizer folder written by 'geolip tokenize build'."
     ),
-    dataset: str = typer.Option(
-        ..., "--dataset", help="Training images, e.g. digits:size=64.", parser=dataset_spec
+    dataset: list[str] = typer.Option(
+        ...,
+        "--dataset",
+        help="Training images, e.g. digits:size=64; repeat for the same images at other sizes.",
+        parser=dataset_spec,
     ),
     out: Path = typer.Option(..., "--out", help="Model folder (also the checkpoint)."),
     steps: int = typer.Option(2000, "--steps", min=1, help="Optimizer steps in all."),
@@ -47,10 +51,12 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Initial weights, batches and masks."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    device: str = DEVICE,
     force: bool = FORCE,
     json_out: bool = JSON,
 ) -> None:
-    """Train a denoiser on the axis tokens of a dataset; Ctrl-C saves the step reached."""
+    """Train a denoiser on the axis tokens of a dataset (one model on several sizes when
+    --dataset is repeated); Ctrl-C saves the step reached."""
     output.set_json_mode(json_out)
     from geolip.downstream.diffusion_train import DiffusionTrainConfig
 
@@ -69,17 +75,30 @@ def train(
         )
     if dim % heads:
         raise InvalidOptionError("--heads", f"{heads} does not divide --dim {dim}")
+    where = _device(device)
     claim_output(out, kind="folder", force=force, resume=resume)
     from geolip.data import open_dataset
     from geolip.downstream.diffusion_train import train_diffusion
     from geolip.downstream.tokenizer import GeolipImageTokenizer
 
     tok = GeolipImageTokenizer.from_pretrained(tokenizer)
-    data = open_dataset(dataset)
+    tok.producer.to(where)  # tokenize where the model trains
+    data = [(spec, open_dataset(spec)) for spec in dataset]
     try:
-        run = train_diffusion(tok, data, out, config, resume=resume, progress=not json_out)
+        run = train_diffusion(
+            tok,
+            [d for _, d in data],
+            out,
+            config,
+            resume=resume,
+            progress=not json_out,
+            device=where,
+        )
     except TrainingInterrupted as stop:
-        again = f"geolip diffusion train {tokenizer} --dataset {dataset} --out {out} --resume"
+        specs = " ".join(f"--dataset {spec}" for spec in dataset)
+        again = f"geolip diffusion train {tokenizer} {specs} --out {out} --resume"
+        if device != "cpu":
+            again += f" --device {device}"
         output.fail(
             TrainingInterrupted(
                 f"interrupted at step {stop.step}; saved {out}; resume with: {again}",
@@ -91,18 +110,42 @@ def train(
         )
     output.log(f"wrote {out}")
     losses = run.losses
+    sizes = [
+        {
+            "dataset": spec,
+            "size": list(d.size),
+            "images": len(d),
+            "tokens_per_image": tok.tokens_per_image(d.size),
+        }
+        for spec, d in data
+    ]
     doc = {
         "out": str(out),
-        "dataset": dataset,
-        "images": len(data),
+        **next(s for s in sizes if tuple(s["size"]) == run.model.train_size),
+        "sizes": sizes,
         "step": run.step,
-        "tokens_per_image": tok.tokens_per_image(data.size),
+        "device": str(where),
         "classes": list(run.model.classes),
         "loss_first": losses[0] if losses else None,
         "loss_last_50": sum(losses[-50:]) / len(losses[-50:]) if losses else None,
         "config": config.model_dump(mode="json"),
     }
     output.emit(doc, "diffusion model")
+
+
+def _device(text: str) -> Any:
+    """``--device`` as a torch device, refused (a usage error) unless it is one this machine has."""
+    import torch
+
+    try:
+        where = torch.device(text)
+    except RuntimeError:
+        raise InvalidOptionError(
+            "--device", f"expected cpu, cuda or cuda:N, got {text!r}"
+        ) from None
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError("--device", "CUDA is not available on this machine")
+    return where
 
 
 @diffusion_app.command()

@@ -269,7 +269,9 @@ class DiffusionModel:
         denoiser: the network.
         tokenizer: encodes training images and decodes samples.
         classes: names of the classes it is conditioned on (empty: unconditional).
-        train_size: (H, W) of the training images.
+        train_size: (H, W) of the training images (the smallest, for a model trained on
+            several sizes): sampling's default size, nothing more (positions are relative to
+            the image frame, so any size samples).
         schedule: the masking schedule it was trained with (sampling's default).
     """
 

@@ -1,8 +1,9 @@
 """The folder of a saved diffusion model: one flat folder, nothing pickled.
 
-    diffusion_config.json       format, version, denoiser config, classes, training size,
-                                schedule, the tokenizer's producer id, codebook id and top_k,
-                                and the training record (dataset, settings, step reached)
+    diffusion_config.json       format, version, denoiser config, classes, training size
+                                (the smallest one), schedule, the tokenizer's producer id,
+                                codebook id and top_k, and the training record (dataset, its
+                                sizes, settings, step reached)
     diffusion.safetensors       the denoiser's weights
     trainer_state.safetensors   optimizer moments and generator state (training checkpoints:
                                 what ``--resume`` continues from; sampling never reads it)
@@ -10,6 +11,7 @@
                                 is also a tokenizer, a producer and a codebook artifact
 
 It is written atomically and read back, every tensor compared, before it replaces anything.
+Tensors are written from the CPU whatever device the model trains on, and read onto the CPU.
 """
 
 from __future__ import annotations

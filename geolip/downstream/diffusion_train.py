@@ -1,18 +1,23 @@
 """Training a diffusion model on a dataset's axis tokens: seeded, checkpointed, resumable.
 
-The dataset is tokenized once (:meth:`GeolipImageTokenizer.axis_ids`). Each step draws a batch
-of sequences, masks them (:func:`geolip.downstream.diffusion.masked_loss`) and takes one AdamW
-step (learning rate warmed up linearly, then constant). One CPU generator, seeded by
-``seed``, draws the batches, the masks and the dropped labels; it is saved with the optimizer
-moments in every checkpoint, so a resumed run continues exactly as an uninterrupted one would.
-Checkpoints are the model folder itself (:mod:`geolip.downstream.diffusion_io`), written
-every ``checkpoint_every`` steps, at the end and on Ctrl-C: the folder is always loadable.
+Each dataset is tokenized once (:meth:`GeolipImageTokenizer.axis_ids`), with its own patch
+grid. Several datasets are the same images at several sizes: one model learns every sequence
+length (its positions are relative to the image frame, :mod:`geolip.downstream.diffusion`).
+Each step draws one size (uniformly, when there are several), a batch of that size's
+sequences, masks them (:func:`geolip.downstream.diffusion.masked_loss`) and takes one AdamW
+step (learning rate warmed up linearly, then constant); sequences of two lengths never share
+a batch. One CPU generator, seeded by ``seed``, draws the sizes, the batches, the masks and
+the dropped labels, on every device alike; it is saved with the optimizer moments in every
+checkpoint, so a resumed run continues exactly as an uninterrupted one would. The denoiser
+trains on ``device``; tokens stay on the CPU and each batch is moved there. Checkpoints are
+the model folder itself (:mod:`geolip.downstream.diffusion_io`, CPU tensors), written every
+``checkpoint_every`` steps, at the end and on Ctrl-C: the folder is always loadable.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from geolip.data.dataset import ImageDataset
-from geolip.downstream.diffusion import AxisDenoiser, DenoiserConfig, DiffusionModel, masked_loss
+from geolip.data.dataset import ImageDataset, fingerprint_of
+from geolip.downstream.diffusion import (
+    AxisDenoiser,
+    DenoiserConfig,
+    DiffusionModel,
+    Grid,
+    masked_loss,
+)
 from geolip.downstream.diffusion_io import load_diffusion, read_training, save_diffusion
 from geolip.downstream.diffusion_schedules import Schedule
 from geolip.downstream.token_files import check_dataset
@@ -88,13 +99,14 @@ def tokenize_for_diffusion(
 
 def train_diffusion(
     tokenizer: GeolipImageTokenizer,
-    dataset: ImageDataset,
+    dataset: ImageDataset | Sequence[ImageDataset],
     out: str | Path,
     config: DiffusionTrainConfig | None = None,
     *,
     resume: bool = False,
     progress: bool = False,
     announce: Callable[[str], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> DiffusionRun:
     """Train (or, with ``resume``, continue) a denoiser on ``dataset``'s tokens into ``out``.
 
@@ -102,25 +114,29 @@ def train_diffusion(
     unfinished step, so a resumed run redoes that step exactly.
 
     Args:
-        tokenizer: the tokenizer whose tokens are modelled (saved into ``out``).
-        dataset: training images, all of one size; its classes condition the model.
+        tokenizer: the tokenizer whose tokens are modelled (saved into ``out``); images are
+            tokenized wherever its producer is.
+        dataset: training images, all of one size, or several datasets of the same images
+            at different sizes (module docstring); their classes condition the model, whose
+            ``train_size`` (sampling's default size) is the smallest of them.
         out: the model folder, rewritten at every checkpoint.
         config: the run's settings; default :class:`DiffusionTrainConfig` ().
-        resume: continue the run saved in ``out``: same tokenizer, dataset and settings,
-            except ``steps``, which may grow.
+        resume: continue the run saved in ``out``: same tokenizer, datasets and settings,
+            except ``steps``, which may grow; on any device.
         progress: a rich progress bar on stderr.
+        device: where the denoiser trains; the returned model is there.
 
     Raises:
-        IncompatibleInputError: images the producer cannot take, before any work.
+        IncompatibleInputError: images the producer cannot take, or sizes that differ in
+            classes or channels, before any work.
         CheckpointError: ``resume`` with a checkpoint of another tokenizer, dataset or settings.
         TrainingInterrupted: Ctrl-C; the step reached was saved in ``out`` first.
     """
     config = config or DiffusionTrainConfig()
-    ids, grid = tokenize_for_diffusion(tokenizer, dataset)
-    labels = dataset.labels.clone()
-    classes = dataset.classes if config.conditional else ()
-    if not config.conditional:
-        labels = torch.zeros_like(labels)  # the null class of an unconditional model
+    sets = _training_sets(dataset)
+    for data in sets:
+        check_dataset(tokenizer, data)  # every size is refused or taken before any encoding
+    classes = sets[0].classes if config.conditional else ()
     denoiser_config = DenoiserConfig(
         axis_tokens=2 * tokenizer.codebook.size,
         rows_per_patch=tokenizer.producer.geometry.rows_per_token,
@@ -133,14 +149,17 @@ def train_diffusion(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         denoiser = AxisDenoiser(denoiser_config)
-    model = DiffusionModel(denoiser, tokenizer, tuple(classes), dataset.size, config.schedule)
+    denoiser.to(device)  # the same initial weights on every device
+    pools = [_pool(tokenizer, data, config.conditional) for data in sets]
+    model = DiffusionModel(denoiser, tokenizer, tuple(classes), sets[0].size, config.schedule)
     optimizer = torch.optim.AdamW(
         denoiser.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
     record = {
-        "dataset": dataset.name,
-        "dataset_fingerprint": dataset.fingerprint,
+        "dataset": " + ".join(dict.fromkeys(d.name for d in sets)),
+        "dataset_fingerprint": _fingerprint(sets),
+        "sizes": [list(d.size) for d in sets],
         "config": config.model_dump(mode="json"),
     }
     step, earlier = 0, []
@@ -162,12 +181,12 @@ def train_diffusion(
             while run.step < config.steps:
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * min(1.0, (run.step + 1) / max(config.warmup, 1))
-                pick = torch.randint(len(ids), (config.batch_size,), generator=generator)
+                ids, labels, grid = _draw(pools, config.batch_size, generator)
                 loss = masked_loss(
                     denoiser,
-                    ids[pick],
+                    ids,
                     grid,
-                    labels[pick],
+                    labels,
                     config.schedule,
                     generator,
                     config.p_uncond if classes else 1.0,
@@ -195,6 +214,72 @@ def train_diffusion(
     return run
 
 
+def _training_sets(datasets: ImageDataset | Sequence[ImageDataset]) -> tuple[ImageDataset, ...]:
+    """The datasets of a run, smallest size (H·W) first: the order its generator picks from.
+
+    Raises:
+        IncompatibleInputError: no dataset, two of one size, or sizes whose classes or
+            channels differ, before any image is made.
+    """
+    sets = (datasets,) if isinstance(datasets, ImageDataset) else tuple(datasets)
+    if not sets:
+        raise IncompatibleInputError("no training dataset given")
+    first = sets[0]
+    for other in sets[1:]:
+        for what in ("classes", "channels"):
+            if getattr(other, what) != getattr(first, what):
+                raise IncompatibleInputError(
+                    f"the training sizes must share their {what}: {getattr(first, what)} at "
+                    f"{_size(first)}, {getattr(other, what)} at {_size(other)}"
+                )
+    sizes = [d.size for d in sets]
+    if len(set(sizes)) != len(sizes):
+        twice = next(s for s in sizes if sizes.count(s) > 1)
+        raise IncompatibleInputError(f"two training datasets of one size, {twice[0]}×{twice[1]}")
+    return tuple(sorted(sets, key=lambda d: (d.size[0] * d.size[1], d.size)))
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The training sequences of one size, on the CPU: ids (N, gh·gw·V·k) int64 and labels
+    (N,) int64 (all the null class 0 for an unconditional model)."""
+
+    ids: torch.Tensor
+    labels: torch.Tensor
+    grid: Grid
+
+
+def _pool(tokenizer: GeolipImageTokenizer, dataset: ImageDataset, conditional: bool) -> _Pool:
+    ids, grid = tokenize_for_diffusion(tokenizer, dataset)
+    labels = dataset.labels.clone() if conditional else torch.zeros(len(ids), dtype=torch.int64)
+    return _Pool(ids, labels, grid)
+
+
+def _draw(
+    pools: Sequence[_Pool], batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, Grid]:
+    """(ids (B, N), labels (B,), grid) of one step: a size drawn uniformly (no draw for a
+    single size, so one-dataset runs draw as they always did), then ``batch_size`` of its
+    sequences with replacement."""
+    pool = pools[0]
+    if len(pools) > 1:
+        pool = pools[int(torch.randint(len(pools), (1,), generator=generator))]
+    pick = torch.randint(len(pool.ids), (batch_size,), generator=generator)
+    return pool.ids[pick], pool.labels[pick], pool.grid
+
+
+def _fingerprint(sets: Sequence[ImageDataset]) -> str:
+    """What a resumed run must be trained on: a single dataset's own fingerprint (checkpoints
+    of one size keep resuming), else one over every size's, smallest first."""
+    if len(sets) == 1:
+        return sets[0].fingerprint
+    return fingerprint_of("sizes", *(d.fingerprint for d in sets))
+
+
+def _size(dataset: ImageDataset) -> str:
+    return f"{dataset.size[0]}×{dataset.size[1]}"
+
+
 def _restore(
     out: str | Path,
     model: DiffusionModel,
@@ -207,8 +292,11 @@ def _restore(
     saved, tensors = read_training(out)
     where = Path(out)
     if saved.get("dataset_fingerprint") != record["dataset_fingerprint"]:
+        sizes = ", ".join(f"{h}×{w}" for h, w in saved.get("sizes") or [])
         raise CheckpointError(
-            f"the run was trained on another dataset ({saved.get('dataset')})", where
+            f"the run was trained on another dataset ({saved.get('dataset')}"
+            f"{' at ' + sizes if sizes else ''})",
+            where,
         )
     ours = {k: v for k, v in record["config"].items() if k != "steps"}
     theirs = {k: v for k, v in dict(saved.get("config") or {}).items() if k != "steps"}

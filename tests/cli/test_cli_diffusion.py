@@ -140,3 +140,21 @@ def test_an_axis_outside_the_codebook_is_a_clear_error(
     args = ["edit", str(tokenizer_dir), "--dataset", "shapes:n=2,size=8", "--zero-axes", "500"]
     code, doc = run_json([*args, "--out", str(tmp_path / "e.png")], capsys, monkeypatch)
     assert code == 1 and "axis 500 is outside" in doc["error"]["message"]
+
+
+def test_train_on_several_sizes_reports_each_and_refuses_a_bad_device(
+    tokenizer_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / "dm"
+    specs = ["--dataset", "shapes:n=6,size=16", "--dataset", "shapes:n=6,size=8"]
+    args = ["diffusion", "train", str(tokenizer_dir), *specs, *SMALL]
+    code, doc = run_json([*args, "--out", str(out)], capsys, monkeypatch)
+    assert code == 0 and doc["device"] == "cpu"
+    assert [s["size"] for s in doc["sizes"]] == [[16, 16], [8, 8]]
+    assert doc["size"] == [8, 8] and doc["dataset"] == "shapes:n=6,size=8"  # the smallest
+    assert [s["tokens_per_image"] for s in doc["sizes"]] == [2 + 4 + 16 * 8, 2 + 2 + 4 * 8]
+    assert load_diffusion(out).train_size == (8, 8)
+    code, doc = run_json(
+        [*args, "--out", str(tmp_path / "x"), "--device", "gpu7"], capsys, monkeypatch
+    )
+    assert code == 2 and "--device" in doc["error"]["message"] and not (tmp_path / "x").exists()

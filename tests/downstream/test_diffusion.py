@@ -3,6 +3,8 @@ tokens, longer sequences, save/load, resume, and refusals before any work."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -237,3 +239,126 @@ def test_ctrl_c_saves_the_step_reached_and_resume_finishes_it(
     whole = train_diffusion(tok, toy(), tmp_path / "whole", SMALL)
     resumed = train_diffusion(tok, toy(), tmp_path / "run", SMALL, resume=True)
     assert resumed.losses == whole.losses[2:]
+
+
+def sizes(n: int = 8) -> list[ImageDataset]:
+    """The same toy images at 8² (2 × 2 patches) and 16² (4 × 4 patches)."""
+    small = toy(n)
+    return [small, small.resized(16)]
+
+
+def same_weights(a: AxisDenoiser, b: AxisDenoiser) -> bool:
+    theirs = b.state_dict()
+    return all(torch.equal(v.cpu(), theirs[k].cpu()) for k, v in a.state_dict().items())
+
+
+def test_several_sizes_train_one_model_on_batches_of_one_size_each(
+    tok: GeolipImageTokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from geolip.downstream import diffusion_train
+
+    seen: list[tuple[tuple[int, int], int]] = []
+    real = diffusion_train.masked_loss
+
+    def watched(
+        net: AxisDenoiser, ids: torch.Tensor, grid: tuple[int, int], *rest: object
+    ) -> torch.Tensor:
+        seen.append((grid, ids.shape[1]))
+        return real(net, ids, grid, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(diffusion_train, "masked_loss", watched)
+    run = train_diffusion(
+        tok, sizes()[::-1], tmp_path / "dm", SMALL.model_copy(update={"steps": 8})
+    )
+    assert {grid for grid, _ in seen} == {(2, 2), (4, 4)}
+    assert all(length == gh * gw * V for (gh, gw), length in seen)  # one length per batch
+    assert run.model.train_size == (8, 8) == load_diffusion(tmp_path / "dm").train_size
+    record = json.loads((tmp_path / "dm" / "diffusion_config.json").read_text())["training"]
+    assert record["sizes"] == [[8, 8], [16, 16]]
+
+
+@pytest.mark.slow
+def test_several_sizes_are_deterministic_in_any_order(
+    tok: GeolipImageTokenizer, tmp_path: Path
+) -> None:
+    a = train_diffusion(tok, sizes(), tmp_path / "a", SMALL)
+    b = train_diffusion(tok, sizes()[::-1], tmp_path / "b", SMALL)
+    assert a.losses == b.losses and same_weights(a.model.denoiser, b.model.denoiser)
+    other = train_diffusion(tok, sizes(), tmp_path / "c", SMALL.model_copy(update={"seed": 1}))
+    assert other.losses != a.losses
+
+
+@pytest.mark.slow
+def test_a_resumed_run_of_several_sizes_equals_an_uninterrupted_one(
+    tok: GeolipImageTokenizer, tmp_path: Path
+) -> None:
+    config = SMALL.model_copy(update={"steps": 6, "checkpoint_every": 3})
+    whole = train_diffusion(tok, sizes(), tmp_path / "whole", config)
+    train_diffusion(tok, sizes(), tmp_path / "split", config.model_copy(update={"steps": 3}))
+    resumed = train_diffusion(tok, sizes(), tmp_path / "split", config, resume=True)
+    assert resumed.step == 6 and resumed.losses == whole.losses[3:]
+    assert same_weights(whole.model.denoiser, load_diffusion(tmp_path / "split").denoiser)
+    other = [toy(), toy().resized(12)]
+    with pytest.raises(CheckpointError, match=r"another dataset \(toy at 8×8, 16×16\)"):
+        train_diffusion(tok, other, tmp_path / "split", config, resume=True)
+    with pytest.raises(CheckpointError, match="another dataset"):
+        train_diffusion(tok, toy(), tmp_path / "split", config, resume=True)
+
+
+def test_sizes_that_do_not_match_are_refused_before_any_work(
+    tok: GeolipImageTokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*_: object) -> None:
+        raise AssertionError("encoded before refusing")
+
+    monkeypatch.setattr(tok.producer, "encode_rows", no_work)
+    small = toy()
+    renamed = ImageDataset.from_tensors("toy", small.resized(16).images, small.labels, "ab")
+    cases = [
+        ([small, renamed], r"share their classes: \('even', 'odd'\) at 8×8, \('a', 'b'\)"),
+        ([small, toy(channels=1).resized(16)], "share their channels: 3 at 8×8, 1 at 16×16"),
+        ([small, toy(n=4)], "two training datasets of one size, 8×8"),
+        ([], "no training dataset"),
+    ]
+    for datasets, problem in cases:
+        with pytest.raises(IncompatibleInputError, match=problem):
+            train_diffusion(tok, datasets, tmp_path / "x", SMALL)
+    assert not (tmp_path / "x").exists()
+
+
+def test_device_cpu_given_explicitly_trains_as_the_default(
+    tok: GeolipImageTokenizer, tmp_path: Path
+) -> None:
+    default = train_diffusion(tok, toy(), tmp_path / "a", SMALL)
+    named = train_diffusion(tok, toy(), tmp_path / "b", SMALL, device="cpu")
+    typed = train_diffusion(tok, toy(), tmp_path / "c", SMALL, device=torch.device("cpu"))
+    assert default.losses == named.losses == typed.losses
+    assert same_weights(default.model.denoiser, typed.model.denoiser)
+    assert {p.device.type for p in named.model.denoiser.parameters()} == {"cpu"}
+
+
+def distance(a: AxisDenoiser, b: dict[str, torch.Tensor]) -> float:
+    """The Euclidean distance between a denoiser's weights and a state dict, on the CPU."""
+    squares = (float((v.cpu() - b[k].cpu()).square().sum()) for k, v in a.state_dict().items())
+    return math.sqrt(sum(squares))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda_draws_as_on_the_cpu_and_resumes_a_cpu_checkpoint(
+    tok: GeolipImageTokenizer, tmp_path: Path
+) -> None:
+    on_cpu = train_diffusion(tok, sizes(), tmp_path / "cpu", SMALL)
+    whole = train_diffusion(tok, sizes(), tmp_path / "whole", SMALL, device="cuda")
+    assert {p.device.type for p in whole.model.denoiser.parameters()} == {"cuda"}
+    # the CPU generator draws the same sizes, batches and masks on every device; GPU
+    # kernels round otherwise (and attention's backward is not deterministic there)
+    assert whole.losses == pytest.approx(on_cpu.losses, rel=1e-3)
+    train_diffusion(tok, sizes(), tmp_path / "split", SMALL.model_copy(update={"steps": 2}))
+    resumed = train_diffusion(tok, sizes(), tmp_path / "split", SMALL, resume=True, device="cuda")
+    assert resumed.losses == pytest.approx(on_cpu.losses[2:], rel=1e-3)
+    torch.manual_seed(SMALL.seed)
+    start = AxisDenoiser(on_cpu.model.denoiser.config).state_dict()
+    travelled = distance(on_cpu.model.denoiser, start)
+    assert distance(resumed.model.denoiser, on_cpu.model.denoiser.state_dict()) < travelled / 100
+    # the checkpoint holds the GPU weights exactly, as CPU tensors
+    assert same_weights(resumed.model.denoiser, load_diffusion(tmp_path / "split").denoiser)
