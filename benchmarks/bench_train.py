@@ -2,14 +2,12 @@
 
 Configuration (issue 4): Freckles geometry (V=48, D=4, ps=4, hidden 384, depth 4, n_cross 2),
 batch 256 of 64×64, bf16 autocast, Adam, cross-attention clipping — geolip's Trainer step on a
-fixed pre-generated 16-noise batch, so the model step is timed, not noise generation (the
-"fresh noise" rows time the full step with a new batch every step, drawn one step ahead on a
-side stream as the Trainer does on CUDA; "drawn in line": on the training stream, without that
-prefetch). Routes: the fused kernels, the float64 eigh route, chunked gesvda, and "no SVD":
-the same model with U := M, S := column norms of M, Vt := I (the cross-attention and decoder
-still run), the speed limit of any SVD. "+compile": encoder and decoder under torch.compile,
-the SVD and attention eager. "+CUDA graph": the whole optimisation step captured once and
-replayed.
+fixed pre-generated 16-noise batch, so the model step is timed, not noise generation (one row
+also times the full step with fresh noise). Routes: the fused kernels, the float64 eigh route,
+chunked gesvda, and "no SVD": the same model with U := M, S := column norms of M, Vt := I (the
+cross-attention and decoder still run), the speed limit of any SVD. "+compile": encoder and
+decoder under torch.compile, the SVD and attention eager. "+CUDA graph": the whole optimisation
+step captured once and replayed.
 
 Usage: python benchmarks/bench_train.py [--steps N] [--no-doc]
 """
@@ -81,9 +79,8 @@ def fresh_step_synchronisations() -> str:
 
 def images_per_s(route: str, compiled: bool, noise: str, steps: int) -> float:
     """Images/s of the step; ``noise``: "fixed" (one pre-generated batch), "host" (fresh
-    noise, types drawn on the host: no synchronisation), "inline" (as "host", without the
-    side-stream prefetch) or "device" (fresh noise, types drawn on the GPU, whose per-type
-    counts the host must read). Fresh noise is prefetched unless "inline"."""
+    noise, types drawn on the host: no synchronisation) or "device" (fresh noise, types drawn
+    on the GPU, whose per-type counts the host must read)."""
     torch.manual_seed(0)
     model = RoutedSolver(get_preset("freckles").model, preset="freckles")
     model.route = route
@@ -91,9 +88,7 @@ def images_per_s(route: str, compiled: bool, noise: str, steps: int) -> float:
         model._encode = torch.compile(model._encode)
         model._decode = torch.compile(model._decode)
     config = train_config("freckles", epochs=1, steps_per_epoch=steps)
-    prefetch = noise in ("host", "device")
-    out = Path("/tmp/bench_train")
-    trainer = FixedBatchTrainer(model, config, out, device="cuda", prefetch=prefetch)
+    trainer = FixedBatchTrainer(model, config, Path("/tmp/bench_train"), device="cuda")
     if noise == "device":
         trainer.label_gen = None
     if noise == "fixed":
@@ -175,7 +170,6 @@ VARIANTS = [  # (label, route, compiled, noise)
     ("no SVD", "none", False, "fixed"),
     ("no SVD + compile", "none", True, "fixed"),
     ("fused, fresh noise every step", "fused", False, "host"),
-    ("fused, fresh noise drawn in line (no prefetch)", "fused", False, "inline"),
     ("fused, fresh noise, types drawn on the GPU", "fused", False, "device"),
     ("fused + compile, fresh noise every step", "fused", True, "host"),
 ]

@@ -33,7 +33,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,66 +166,6 @@ def cross_attention_parameters(model: torch.nn.Module) -> list[torch.nn.Paramete
     return [p for name, p in _unwrap(model).named_parameters() if name.startswith("cross_attn")]
 
 
-class BatchPrefetcher:
-    """Draws each batch one step ahead, on a CUDA side stream when given one, without changing
-    the sequence of batches.
-
-    ``next()`` hands out the batch drawn last time (drawing it now when none is pending), then
-    draws the one after it, so on a side stream the next batch is generated while the caller's
-    step runs. ``make_batch`` is called in the same order as without prefetching and nothing
-    else may draw from ``generators`` in between, so the batches are the same. A pending batch
-    has already advanced ``generators``: ``rewind()`` drops it and restores their states from
-    before it was drawn, the states a checkpoint must hold.
-
-    Stream safety: the side stream waits for the consumer's queued work before drawing, the
-    consumer waits for the side stream before it uses a batch, and the batch is
-    ``record_stream``-ed on the consumer, so the allocator keeps its memory until that use ends.
-    """
-
-    def __init__(
-        self,
-        make_batch: Callable[[], torch.Tensor],
-        generators: Sequence[torch.Generator],
-        stream: torch.cuda.Stream | None = None,
-    ) -> None:
-        self._make = make_batch
-        self._generators = tuple(generators)
-        self._stream = stream
-        self._pending: tuple[torch.Tensor, list[torch.Tensor]] | None = None
-
-    def next(self) -> torch.Tensor:
-        """The next batch of the sequence, ready for the current stream."""
-        pending, self._pending = self._pending, None
-        batch = self._make() if pending is None else self._ready(pending[0])
-        states = [g.get_state() for g in self._generators]  # host-side: no synchronisation
-        self._pending = (self._draw(), states)
-        return batch
-
-    def rewind(self) -> None:
-        """Drop the pending batch and put the generators back to before its draws."""
-        if self._pending is None:
-            return
-        _, states = self._pending
-        self._pending = None
-        for generator, state in zip(self._generators, states, strict=True):
-            generator.set_state(state)
-
-    def _draw(self) -> torch.Tensor:
-        if self._stream is None:
-            return self._make()
-        self._stream.wait_stream(torch.cuda.current_stream(self._stream.device))
-        with torch.cuda.stream(self._stream):
-            return self._make()
-
-    def _ready(self, batch: torch.Tensor) -> torch.Tensor:
-        """``batch``, drawn on the side stream, made safe to use on the current stream."""
-        if self._stream is not None:
-            consumer = torch.cuda.current_stream(self._stream.device)
-            consumer.wait_stream(self._stream)
-            batch.record_stream(consumer)
-        return batch
-
-
 class Trainer:
     """Trains ``model`` on noise, evaluates each epoch and checkpoints into ``out_dir``.
 
@@ -234,11 +173,6 @@ class Trainer:
     validation MSE. ``Trainer(..., resume=True)`` continues from ``latest/`` exactly: model,
     optimizer, scheduler position, step counters and every RNG state are restored, so on the CPU
     an interrupted-then-resumed run equals the uninterrupted one bit for bit.
-
-    ``prefetch`` draws each noise batch one step ahead (:class:`BatchPrefetcher`; dataset
-    batches are never prefetched): on CUDA on a side stream, overlapping the step; on the CPU in
-    line, which only tests use. ``None``: on for CUDA. The batches and the checkpoints are the
-    same either way.
     """
 
     def __init__(
@@ -248,7 +182,6 @@ class Trainer:
         out_dir: str | Path,
         device: str | torch.device = "cpu",
         resume: bool = False,
-        prefetch: bool | None = None,
     ) -> None:
         self.regressor = isinstance(model, TargetRegressor)
         if not self.regressor and not isinstance(model, Trainable):
@@ -289,13 +222,6 @@ class Trainer:
             self.train_images, self.validation = _labelled_split(config, self.device)
         if self.regressor:
             _check_every_label(model, self.validation, self.train_images.labels)
-        self._prefetch: BatchPrefetcher | None = None
-        if prefetch is None:
-            prefetch = self.device.type == "cuda"
-        if prefetch and self.train_images is None:
-            stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-            gens = (self.data_gen, self.label_gen)
-            self._prefetch = BatchPrefetcher(self._batch, gens, stream)
         self.step = 0
         self.epoch = 0
         self.best_mse = math.inf
@@ -310,8 +236,6 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- state
     def _state(self, metrics: dict[str, Any] | None) -> TrainingState:
-        if self._prefetch is not None:  # the saved streams are those of the next step's batch
-            self._prefetch.rewind()
         rng = {"cpu": torch.get_rng_state(), "data": self._gathered_state(self.data_gen)}
         if self.label_gen is not self.data_gen:
             rng["labels"] = self._gathered_state(self.label_gen)
@@ -463,8 +387,7 @@ class Trainer:
             the device; ``.item()`` on it does.
         """
         self.model.train()
-        batch = self._batch() if self._prefetch is None else self._prefetch.next()
-        loss = self.optimisation_step(batch)
+        loss = self.optimisation_step(self._batch())
         self.step += 1
         if self.config.lr_schedule != "cosine-epochs":
             self.scheduler.step()
@@ -476,8 +399,7 @@ class Trainer:
         """Loss, backward, cross-attention clipping and the Adam step on the batch (images x,
         or (x, labels) for a target regressor); returns the loss, detached. For images it never
         synchronises with the host (unless cv_proximity_reweighting is on), so it can be
-        captured in a CUDA graph; the step counter and the batch prefetch are the caller's
-        (``train_step``), so a capture of this step holds no noise generation."""
+        captured in a CUDA graph; the step counter is the caller's."""
         loss = self._loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

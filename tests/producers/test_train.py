@@ -10,21 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from geolip.data.noise import mixed_batch, noise_batch
+from geolip.data.noise import noise_batch
 from geolip.errors import CheckpointError, TrainingInterrupted
 from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.loading import load_producer
 from geolip.producers.presets import build, train_config, train_preset
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import BatchPrefetcher, TrainConfig, Trainer
+from geolip.producers.train import TrainConfig, Trainer
 from geolip.solvers.metrics import effective_rank
 from geolip.solvers.null import row_spectrum_null
 
@@ -44,9 +42,8 @@ def tiny(seed: int = 0) -> SphereSolver:
     return build("h2", **TINY_MODEL)
 
 
-def run(out: Path, resume: bool = False, prefetch: bool | None = None, **overrides) -> Trainer:
-    config = train_config("h2", **{**TINY_TRAIN, **overrides})
-    trainer = Trainer(tiny(), config, out, resume=resume, prefetch=prefetch)
+def run(out: Path, resume: bool = False, **overrides) -> Trainer:
+    trainer = Trainer(tiny(), train_config("h2", **{**TINY_TRAIN, **overrides}), out, resume=resume)
     trainer.fit(progress=False)
     return trainer
 
@@ -103,13 +100,13 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prefetch", [False, True])  # True: every save has a batch pending
 def test_resume_after_a_crash_equals_the_uninterrupted_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full = run(tmp_path / "full", save_every=3)
-    config = train_config("h2", **{**TINY_TRAIN, "save_every": 3})
-    crashed = Trainer(tiny(), config, tmp_path / "crash", prefetch=prefetch)
+    crashed = Trainer(
+        tiny(), train_config("h2", **{**TINY_TRAIN, "save_every": 3}), tmp_path / "crash"
+    )
     real_step = Trainer.train_step
 
     def dying_step(self: Trainer) -> torch.Tensor:
@@ -122,7 +119,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(
         crashed.fit(progress=False)
     monkeypatch.setattr(Trainer, "train_step", real_step)
     assert load_checkpoint(tmp_path / "crash" / "latest").config["step"] == 6
-    resumed = run(tmp_path / "crash", resume=True, prefetch=prefetch, save_every=3)
+    resumed = run(tmp_path / "crash", resume=True, save_every=3)
     assert resumed.step == full.step == 12
     a, b = _weights(tmp_path / "full" / "latest"), _weights(tmp_path / "crash" / "latest")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -363,86 +360,3 @@ def test_resume_of_a_checkpoint_written_before_the_schedule_fields_existed(
     other = {**TINY_TRAIN, "epochs": 2, "lr_schedule": "warmup-cosine"}
     with pytest.raises(ValueError, match="lr_schedule: 'cosine-epochs' → 'warmup-cosine'"):
         Trainer(tiny(), train_config("h2", **other), tmp_path, resume=True)
-
-
-def _noise_stream(seed: int) -> tuple[Callable[[], torch.Tensor], tuple[torch.Generator, ...]]:
-    """A batch maker drawing images and types from two generators, as the Trainer on CUDA."""
-    images, types = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-
-    def make() -> torch.Tensor:
-        return mixed_batch(4, 8, generator=images, label_generator=types)[0]
-
-    return make, (images, types)
-
-
-def test_batch_prefetcher_hands_out_the_direct_sequence_and_rewinds_every_generator() -> None:
-    make, gens = _noise_stream(0)
-    expected, states = [], []
-    for _ in range(4):
-        states.append([g.get_state() for g in gens])
-        expected.append(make())
-    make, gens = _noise_stream(0)
-    prefetcher = BatchPrefetcher(make, gens)
-    got = [prefetcher.next(), prefetcher.next()]
-    assert not torch.equal(gens[0].get_state(), states[2][0])  # the third batch is drawn
-    prefetcher.rewind()
-    prefetcher.rewind()  # nothing pending: no change
-    assert all(torch.equal(g.get_state(), s) for g, s in zip(gens, states[2], strict=True))
-    got += [prefetcher.next(), prefetcher.next()]
-    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
-
-
-class RecordingTrainer(Trainer):
-    """A Trainer keeping a copy of every batch its optimisation step receives."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.consumed: list[torch.Tensor] = []
-        super().__init__(*args, **kwargs)
-
-    def optimisation_step(self, batch: torch.Tensor) -> torch.Tensor:
-        self.consumed.append(batch.clone())  # on the training stream: what the step reads
-        return super().optimisation_step(batch)
-
-
-def _steps_around_a_save(
-    out: Path, device: str, prefetch: bool
-) -> tuple[RecordingTrainer, dict[str, torch.Tensor]]:
-    """Three steps, the checkpoint's RNG states (a pending prefetch is rewound), three more."""
-    config = train_config("h2", **TINY_TRAIN)
-    trainer = RecordingTrainer(tiny(), config, out, device=device, prefetch=prefetch)
-    for _ in range(3):
-        trainer.train_step()
-    saved = trainer._state(None).rng
-    for _ in range(3):
-        trainer.train_step()
-    return trainer, saved
-
-
-NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-
-
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)])
-def test_prefetching_trains_on_the_batches_and_saves_the_streams_of_the_inline_trainer(
-    tmp_path: Path, device: str
-) -> None:
-    inline, inline_saved = _steps_around_a_save(tmp_path, device, prefetch=False)
-    ahead, ahead_saved = _steps_around_a_save(tmp_path, device, prefetch=True)
-    assert len(ahead.consumed) == 6
-    assert all(torch.equal(a, b) for a, b in zip(inline.consumed, ahead.consumed, strict=True))
-    assert inline_saved.keys() == ahead_saved.keys()
-    assert all(torch.equal(inline_saved[k], ahead_saved[k]) for k in inline_saved)
-    # until its next save the prefetching trainer is one batch ahead
-    assert not torch.equal(ahead.data_gen.get_state(), inline.data_gen.get_state())
-    if device == "cpu":  # CUDA steps need not be bitwise reproducible
-        for p, q in zip(inline.model.parameters(), ahead.model.parameters(), strict=True):
-            assert torch.equal(p, q)
-
-
-@NEEDS_CUDA
-def test_a_cuda_trainer_prefetches_noise_by_default(tmp_path: Path) -> None:
-    config = train_config("h2", **TINY_TRAIN)
-    default = Trainer(tiny(), config, tmp_path, device="cuda")
-    inline = Trainer(tiny(), config, tmp_path, device="cuda", prefetch=False)
-    default.train_step()
-    inline.train_step()
-    assert not torch.equal(default.data_gen.get_state(), inline.data_gen.get_state())
