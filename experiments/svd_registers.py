@@ -62,7 +62,7 @@ def kernel_usage(job: tuple[str, int, int, str]) -> str:
             "degeneracy_eps": "fp32",
         }  # fmt: skip
         consts = {"V": v, "D": d, "DP": cfg.dp, "BLOCK": launch.block, "R": launch.rows,
-                  "FLOOR_RTOL": 1e-12}  # fmt: skip
+                  "FLOOR_RTOL": 1e-12, "SPREAD": launch.spread}  # fmt: skip
         kernel = svd_triton.gram_svd_backward_kernel
     else:
         launch = cfg.forward if which == "fast" else cfg.robust

@@ -9,11 +9,11 @@ what lets these passes run at the memory floor (``experiments/svd_load_patterns.
 Forward, all in float64:
 
 1. G = MᵀM (one pass over the rows), then its eigenvectors Q, by one of two methods:
-   - D ≤ 4 (both kernels), and the robust kernel above D = 4: two-sided Jacobi sweeps on G
+   - D ≤ 5 (both kernels), and the robust kernel above D = 5: two-sided Jacobi sweeps on G
      accumulate Q, until no off-diagonal is left above JACOBI_TOL (at most ``jacobi_sweeps``).
      For D ≤ 8 the rotations are cyclic and unrolled. Above, a round rotates the DP/2
      disjoint planes (j, j ⊕ mask) at once, for mask = 1 … DP−1, in a runtime loop.
-   - The fast kernel above D = 4: G = LLᵀ (Cholesky), then one-sided Jacobi on the columns of
+   - The fast kernel above D = 5: G = LLᵀ (Cholesky), then one-sided Jacobi on the columns of
      L, the same disjoint pairs per round, until no pair rotates. The columns end as √λ_j q_j.
      A thread holds whole columns, so a round exchanges one column per thread by warp shuffle
      (8.0 ms against 54 ms for the two-sided rounds at 256×16, B = 131,072, on an H200). A
@@ -489,7 +489,6 @@ def gram_svd_backward_kernel(
     R: tl.constexpr,
     FLOOR_RTOL: tl.constexpr,
     SPREAD: tl.constexpr,
-    ROWS_FLOAT64: tl.constexpr,
 ):
     """∂L/∂M from (M, S, Vt) and the output gradients; the rule of the CPU backward.
     ``SPREAD``: the launch gives a matrix several threads (its columns on different threads)."""
@@ -541,7 +540,7 @@ def gram_svd_backward_kernel(
             w += _col(q_inner, cols, k)[:, None, :] * _col(q, cols, k)[None, :, :]
     # ∂L/∂M = g_U S⁻¹ Qᵀ + M W, a chunk of rows at a time, in M's precision: no cancellation
     # beyond that of the sum of two products, so the rows need no float64
-    row_type: tl.constexpr = tl.float64 if ROWS_FLOAT64 else gm_ptr.dtype.element_ty
+    row_type: tl.constexpr = gm_ptr.dtype.element_ty
     q_t = (q_t / s_safe[:, None, :]).to(row_type)  # S⁻¹ Qᵀ
     w = w.to(row_type)
     for v0 in range(0, V, R):
@@ -576,23 +575,28 @@ class KernelConfig(NamedTuple):
 
 
 def kernel_config(d: int) -> KernelConfig:
-    """The launch shapes measured fastest on an H200 (experiments/svd_tune.py; D ≤ 8:
-    2026-12-02, benchmarks/results/2026-12-02-h200/run7-tune.log; D = 16: 2026-12-03,
+    """The launch shapes measured fastest on an H200 (experiments/svd_tune.py; D ≤ 4:
+    2026-12-02, benchmarks/results/2026-12-02-h200/run7-tune.log; D = 5…8: 2026-12-06,
+    benchmarks/results/2026-12-06-h200/run5-svd-variants.json; D = 16: 2026-12-03,
     benchmarks/results/2026-12-03-h200/). D ≤ 4: one thread per matrix, 8-row tiles (4-row
-    tiles for the D = 3 forward); D = 5…8: the fast forward one thread per matrix with 4-row
-    tiles at D = 5, 2-row tiles at D = 8 (fewer spills), the backward and the robust forward
-    four threads per matrix. D = 9…16: 32 threads hold 4 matrices (forward, 8-row tiles) or 2
-    (backward, 8-row tiles; robust forward, 4-row tiles), one column per thread; at 256×16,
-    B = 131,072, forward 8.1 ms against 8.6 with 4-row tiles and 9.6 with 2 matrices a warp,
-    backward 11.0 ms against 12.3 with 4 matrices a warp. D = 6, 7 were not measured and take
-    D = 8's shapes."""
+    tiles for the D = 3 forward). D = 5: the two-sided fast forward, one thread per matrix,
+    4-row tiles (it spills, but takes 0.46 ms at 48×5, B = 131,072, against 0.82 for the
+    one-sided kernel, which does not). D = 6…8: the one-sided fast forward, 8 threads per
+    matrix, 8-row tiles (64×8: 0.81 ms against 2.19 with 8 matrices on 2 warps). D = 5…8:
+    the backward 8 threads per matrix, 4-row tiles (64×8: 0.89 ms against 0.99 with 8
+    matrices on 2 warps), the robust forward four threads per matrix. D = 9…16: 32 threads
+    hold 4 matrices (forward, 8-row tiles) or 2 (backward, 8-row tiles; robust forward, 4-row
+    tiles), one column per thread; at 256×16, B = 131,072, forward 8.1 ms against 8.6 with
+    4-row tiles and 9.6 with 2 matrices a warp, backward 11.0 ms against 12.3 with 4 matrices
+    a warp. D = 6, 7 were not measured and take D = 8's shapes."""
     dp = triton.next_power_of_2(d)
     if dp <= 4:
         one = Launch(64, 2, 8)
         return KernelConfig(dp, Launch(64, 2, 4) if d <= 3 else one, one, one)
     if dp == 16:
         return KernelConfig(dp, Launch(4, 1, 8), Launch(2, 1, 4), Launch(2, 1, 8))
-    return KernelConfig(dp, Launch(4, 1, 8), Launch(8, 1, 4), Launch(4, 1, 4))
+    forward = Launch(64, 2, 4) if d <= ONE_SIDED_ABOVE else Launch(4, 1, 8)
+    return KernelConfig(dp, forward, Launch(8, 1, 4), Launch(4, 1, 4))
 
 
 def jacobi_sweeps(d: int) -> int:
@@ -609,13 +613,10 @@ JACOBI_TOL = 1e-14
 """A column pair with |⟨a_p, a_r⟩| ≤ JACOBI_TOL·‖a_p‖‖a_r‖ counts as orthogonal (one-sided);
 two-sided sweeps stop once every |G[p, r]| ≤ JACOBI_TOL·√(G[p, p]·G[r, r])."""
 
-BACKWARD_ROWS_FLOAT64 = False
-"""Whether the backward's last pass (∂L/∂M = g_U S⁻¹Qᵀ + M W) runs in float64 (True) or in M's
-precision."""
-
-ONE_SIDED_ABOVE = 4
+ONE_SIDED_ABOVE = 5
 """The fast forward takes the one-sided Jacobi above this D (its columns spread over threads);
-at and below it, unrolled two-sided sweeps with a whole matrix in one thread."""
+at and below it, unrolled two-sided sweeps with a whole matrix in one thread (at D = 5 the
+faster of the two although it spills; kernel_config)."""
 
 
 def forward_constants(
@@ -703,6 +704,6 @@ def fused_svd_backward(
     gram_svd_backward_kernel[(triton.cdiv(n, bwd.block),)](
         m, s, vt, g_u, g_s, g_vt, g_m, n, floor_abs, degeneracy_eps,
         V=v, D=d, DP=cfg.dp, BLOCK=bwd.block, R=bwd.rows, FLOOR_RTOL=floor_rtol,
-        SPREAD=bwd.spread, ROWS_FLOAT64=BACKWARD_ROWS_FLOAT64, num_warps=bwd.warps,
+        SPREAD=bwd.spread, num_warps=bwd.warps,
     )  # fmt: skip
     return g_m
