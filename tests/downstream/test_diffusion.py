@@ -45,6 +45,15 @@ def tok() -> GeolipImageTokenizer:
     return GeolipImageTokenizer(producer, tiny_codebook(producer), 1)
 
 
+def refuse_encoding(tok: GeolipImageTokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any encoding by ``tok``'s producer fail the test: the input must be refused first."""
+
+    def no_work(*_: object) -> None:
+        raise AssertionError("encoded before refusing")
+
+    monkeypatch.setattr(tok.producer, "encode_rows", no_work)
+
+
 def toy(n: int = 8, size: int = 8, channels: int = C) -> ImageDataset:
     x = torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(0))
     return ImageDataset.from_tensors("toy", x, torch.arange(n) % 2, ("even", "odd"))
@@ -202,10 +211,7 @@ def test_damaged_files_are_refused_naming_the_file(
 def test_bad_input_is_refused_before_any_work(
     tok: GeolipImageTokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_work(*_: object) -> None:
-        raise AssertionError("encoded before refusing")
-
-    monkeypatch.setattr(tok.producer, "encode_rows", no_work)
+    refuse_encoding(tok, monkeypatch)
     with pytest.raises(IncompatibleInputError, match="channel"):
         train_diffusion(tok, toy(channels=1), tmp_path / "x", SMALL)
     monkeypatch.undo()
@@ -308,10 +314,7 @@ def test_a_resumed_run_of_several_sizes_equals_an_uninterrupted_one(
 def test_sizes_that_do_not_match_are_refused_before_any_work(
     tok: GeolipImageTokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_work(*_: object) -> None:
-        raise AssertionError("encoded before refusing")
-
-    monkeypatch.setattr(tok.producer, "encode_rows", no_work)
+    refuse_encoding(tok, monkeypatch)
     small = toy()
     renamed = ImageDataset.from_tensors("toy", small.resized(16).images, small.labels, "ab")
     cases = [
