@@ -22,7 +22,12 @@ from geolip.producers.cv_battery import CVBattery, CVBatteryConfig
 from geolip.producers.glfm import GLFM, GLFMConfig
 from geolip.producers.sphere_solver import SphereSolver, SphereSolverConfig
 from geolip.producers.svae_transformer import SVAETransformer, SVAETransformerConfig
-from geolip.producers.train import TrainConfig, Trainer, maybe_init_distributed
+from geolip.producers.train import (
+    TrainConfig,
+    Trainer,
+    leave_distributed,
+    maybe_init_distributed,
+)
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def train_preset(
         trainer.fit(progress=progress and trainer.rank == 0)
     finally:
         if joined and dist.is_initialized():
-            dist.destroy_process_group()
+            leave_distributed(trainer)
     return trainer
 
 

@@ -27,6 +27,7 @@ statistics to each epoch's metrics.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -578,6 +579,16 @@ def maybe_init_distributed() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return True
+
+
+def leave_distributed(trainer: Trainer) -> None:
+    """Leave the process group that :func:`maybe_init_distributed` joined.
+
+    The trainer's DDP wrapper goes first: its reducer holds the group, and a gloo group still
+    held when the interpreter exits can abort the process after the run has finished."""
+    trainer.model = _unwrap(trainer.model)
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def _labelled_split(

@@ -10,11 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
 
 from geolip.data.noise import noise_batch
 from geolip.errors import CheckpointError, TrainingInterrupted
@@ -22,7 +25,7 @@ from geolip.producers.checkpoint import load_checkpoint
 from geolip.producers.loading import load_producer
 from geolip.producers.presets import build, train_config, train_preset
 from geolip.producers.sphere_solver import SphereSolver
-from geolip.producers.train import TrainConfig, Trainer
+from geolip.producers.train import TrainConfig, Trainer, leave_distributed
 from geolip.solvers.metrics import effective_rank
 from geolip.solvers.null import row_spectrum_null
 
@@ -292,6 +295,23 @@ def test_distributed_training_with_gloo_two_processes(tmp_path: Path) -> None:
     assert torch.equal(again.rng["data"], data_states)
     for key, value in state.model.items():
         assert torch.equal(again.model[key], value), key
+
+
+def test_leaving_the_process_group_releases_the_ddp_wrapper_first(tmp_path: Path) -> None:
+    """The DDP wrapper's reducer holds the group; a gloo group still held at interpreter exit
+    aborted a finished rank now and then, so the wrapper is gone before the group is."""
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        trainer = Trainer(tiny(), train_config("h2", **TINY_TRAIN), tmp_path / "run")
+        wrapper = weakref.ref(trainer.model)
+        assert isinstance(trainer.model, DistributedDataParallel)
+        leave_distributed(trainer)
+        assert wrapper() is None and isinstance(trainer.model, SphereSolver)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @pytest.mark.slow
