@@ -9,7 +9,14 @@ from typing import Any
 import typer
 
 from geolip.cli import output
-from geolip.cli.options import FORCE, JSON, command_group, dataset_spec, options_checked
+from geolip.cli.options import (
+    FORCE,
+    JSON,
+    command_group,
+    dataset_spec,
+    options_checked,
+    torch_device,
+)
 from geolip.cli.out_path import claim_output
 from geolip.cli.producers import DEVICE
 from geolip.cli.tokenize import require_suffix, size_option
@@ -75,7 +82,7 @@ def train(
         )
     if dim % heads:
         raise InvalidOptionError("--heads", f"{heads} does not divide --dim {dim}")
-    where = _device(device)
+    where = torch_device(device)
     claim_output(out, kind="folder", force=force, resume=resume)
     from geolip.data import open_dataset
     from geolip.downstream.diffusion_train import train_diffusion
@@ -131,21 +138,6 @@ def train(
         "config": config.model_dump(mode="json"),
     }
     output.emit(doc, "diffusion model")
-
-
-def _device(text: str) -> Any:
-    """``--device`` as a torch device, refused (a usage error) unless it is one this machine has."""
-    import torch
-
-    try:
-        where = torch.device(text)
-    except RuntimeError:
-        raise InvalidOptionError(
-            "--device", f"expected cpu, cuda or cuda:N, got {text!r}"
-        ) from None
-    if where.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidOptionError("--device", "CUDA is not available on this machine")
-    return where
 
 
 @diffusion_app.command()

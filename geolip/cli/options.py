@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from pydantic import ValidationError
 
 from geolip.errors import InvalidOptionError
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_USAGE = 2
 
@@ -44,6 +47,27 @@ def dataset_spec(text: str) -> str:
     except DatasetError as err:
         raise typer.BadParameter(err.problem) from None
     return text
+
+
+def torch_device(text: str) -> torch.device:
+    """``--device`` as a torch device, refused (a usage error) unless this machine has it."""
+    import torch
+
+    try:
+        where = torch.device(text)
+    except RuntimeError:
+        raise InvalidOptionError(
+            "--device", f"expected cpu, cuda or cuda:N, got {text!r}"
+        ) from None
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidOptionError("--device", "CUDA is not available on this machine")
+        if where.index is not None and where.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise InvalidOptionError("--device", f"{text}: this machine has {count} CUDA devices")
+    elif where.type != "cpu":
+        raise InvalidOptionError("--device", f"expected cpu, cuda or cuda:N, got {text!r}")
+    return where
 
 
 def json_object(option: str, text: str) -> dict[str, Any]:

@@ -9,7 +9,14 @@ import typer
 from typer.core import TyperCommand
 
 from geolip.cli import output
-from geolip.cli.options import JSON, command_group, dataset_spec, json_object, options_checked
+from geolip.cli.options import (
+    JSON,
+    command_group,
+    dataset_spec,
+    json_object,
+    options_checked,
+    torch_device,
+)
 from geolip.cli.out_path import claim_output
 from geolip.errors import InvalidOptionError, TrainingInterrupted
 
@@ -216,6 +223,7 @@ def _train(
     that resumes (``geolip train COMMAND ... --resume``) and exits 130. ``check_model`` is
     called with the model config the run would build (not on --resume) before OUT is claimed."""
     model_overrides = json_object("--model", model_json)
+    device = str(torch_device(device))
     from geolip.producers.presets import get_preset, train_preset
 
     model_config = type(get_preset(preset).model).__name__

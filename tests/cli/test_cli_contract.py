@@ -29,6 +29,8 @@ def _usage_cases(out: str) -> list[tuple[list[str], str]]:
         ([*train, "--model", '{"no_such_field": 1}'], "--model"),
         ([*train, "--noises", "gaussian,bogus"], "--noises"),
         ([*train, "--bogus"], "--bogus"),
+        ([*train, "--device", "gpu7"], "--device"),
+        ([*train, "--device", "cuda:99"], "--device"),  # no CUDA, or fewer devices
         (["train", "sphere-solver", "--preset", "nope", "--out", out], "--preset"),
         (["train", "sphere-solver", "--out", out], "--preset"),
         (["codebook", "random", "--k", "4", "--d", "0", "--out", out], "--d"),
@@ -65,7 +67,7 @@ def _usage_cases(out: str) -> list[tuple[list[str], str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(len(_usage_cases(""))))
 def test_usage_errors_exit_2_with_one_line_naming_the_option(
     case: int, tmp_path: Path, capsys, monkeypatch
 ) -> None:
