@@ -10,6 +10,7 @@ import typer
 
 from geolip.cli import output
 from geolip.cli.options import (
+    DEVICE,
     FORCE,
     JSON,
     command_group,
@@ -18,7 +19,6 @@ from geolip.cli.options import (
     torch_device,
 )
 from geolip.cli.out_path import claim_output
-from geolip.cli.producers import DEVICE
 from geolip.cli.tokenize import require_suffix, size_option
 from geolip.errors import InvalidOptionError, TrainingInterrupted
 

@@ -22,6 +22,7 @@ JSON = typer.Option(
     False, "--json", help="Print exactly one JSON document on stdout (errors included)."
 )
 FORCE = typer.Option(False, "--force", help="Overwrite an existing --out.")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ...")
 
 
 def command_group(help: str) -> typer.Typer:
@@ -56,17 +57,14 @@ def torch_device(text: str) -> torch.device:
     try:
         where = torch.device(text)
     except RuntimeError:
-        raise InvalidOptionError(
-            "--device", f"expected cpu, cuda or cuda:N, got {text!r}"
-        ) from None
-    if where.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidOptionError("--device", "CUDA is not available on this machine")
-        if where.index is not None and where.index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise InvalidOptionError("--device", f"{text}: this machine has {count} CUDA devices")
-    elif where.type != "cpu":
+        where = None
+    if where is None or where.type not in ("cpu", "cuda"):
         raise InvalidOptionError("--device", f"expected cpu, cuda or cuda:N, got {text!r}")
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOptionError("--device", "CUDA is not available on this machine")
+    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise InvalidOptionError("--device", f"{text}: this machine has {count} CUDA devices")
     return where
 
 

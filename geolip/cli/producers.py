@@ -10,6 +10,7 @@ from typer.core import TyperCommand
 
 from geolip.cli import output
 from geolip.cli.options import (
+    DEVICE,
     JSON,
     command_group,
     dataset_spec,
@@ -41,7 +42,6 @@ SAVE_EVERY = typer.Option(
     show_default=PRESET_DEFAULT,
 )
 SEED = typer.Option(None, "--seed", help="On --resume: the checkpoint's.", show_default="0")
-DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ...")
 RESUME = typer.Option(
     False, "--resume", help="Continue from OUT/latest exactly (a larger --epochs extends the run)."
 )
